@@ -1,0 +1,161 @@
+/* keyring.h - vault config, keyslots, level keys and subkeys.
+ *
+ * The keyring is the only owner of key bytes. Every key it hands out lives in
+ * sodium_malloc'd, mlock'ed memory and is wiped by kr_keyring_free(); callers
+ * get borrowed pointers valid until then. It persists its own two kinds of
+ * files at the top of a store (strongroom.conf and keyslots/slot-N); the
+ * byte layouts are in docs/format.md, section "Keyring".
+ *
+ * Errors: 0 or -errno. -EKEYREJECTED wrong secret, -EUCLEAN corrupt or edited
+ * file, -EOPNOTSUPP unknown version or required feature, -ENOENT no vault,
+ * -EEXIST / -ENOTEMPTY store in the way at create, -ENOKEY level not held.
+ */
+#ifndef STRONGROOM_KEYRING_H
+#define STRONGROOM_KEYRING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KR_KEY_BYTES 32
+#define KR_VAULT_ID_BYTES 16
+#define KR_MAX_LEVELS 8
+#define KR_LEVEL_NAME_MAX 31
+#define KR_MAX_SLOTS 32
+/* "XXXX-XXXX-...": 8 groups of 4 base32 data characters + 1 check group. */
+#define KR_RECOVERY_TEXT_BYTES 46 /* 45 characters + NUL */
+
+#define KR_CONFIG_NAME "strongroom.conf"
+#define KR_SLOT_DIR "keyslots"
+
+#define KR_CHUNK_SIZE_DEFAULT 65536u
+#define KR_CHUNK_SIZE_MIN 4096u
+#define KR_CHUNK_SIZE_MAX 1048576u
+
+struct kr_level_cfg {
+	char name[KR_LEVEL_NAME_MAX + 1];
+	uint8_t compress; /* zstd level 1..19, 0 = never compress */
+	uint8_t pad_log2; /* sealed chunk payloads padded to 2^pad_log2 bytes */
+};
+
+struct kr_config {
+	uint16_t version;
+	uint8_t vault_id[KR_VAULT_ID_BYTES];
+	uint32_t chunk_size; /* power of two, KR_CHUNK_SIZE_MIN..MAX */
+	unsigned nlevels;    /* 1..KR_MAX_LEVELS, index 0 is the lowest */
+	struct kr_level_cfg levels[KR_MAX_LEVELS];
+	uint8_t audit_pk[32]; /* X25519 public key the audit trail seals to */
+};
+
+/* Argon2id cost of one passphrase keyslot. */
+struct kr_kdf_params {
+	uint64_t opslimit;
+	uint64_t memlimit; /* bytes */
+};
+
+enum kr_secret_kind {
+	KR_SECRET_PASSPHRASE = 1,
+	KR_SECRET_RECOVERY = 2, /* bytes = the typed recovery text */
+};
+
+struct kr_secret {
+	enum kr_secret_kind kind;
+	const char *bytes; /* borrowed; caller wipes */
+	size_t len;
+};
+
+/* Subkeys derived with crypto_kdf from a level key (docs/format.md
+ * "Subkeys"). Each is KR_KEY_BYTES long. */
+enum kr_subkey {
+	KR_SUB_CONTENT = 1,  /* chunk and seal frames */
+	KR_SUB_NAME_MAC = 2, /* SIV of names */
+	KR_SUB_NAME_ENC = 3,
+	KR_SUB_META = 4, /* file headers, directory metadata */
+};
+
+/* Vault-wide subkeys, derived from the vault key that every slot holds. */
+enum kr_vault_subkey {
+	KR_VSUB_HINT = 1,  /* level hints in file headers and directory metadata */
+	KR_VSUB_AUDIT = 2, /* audit chain */
+};
+
+struct kr_keyring;
+
+/* Argon2id parameters: SR_KDF=test in the environment selects the minimum
+ * (fast tests); otherwise about 0.5-1 s and 256 MiB. */
+void kr_kdf_params_default(struct kr_kdf_params *p);
+
+/* Fill a config with the defaults: levels public,internal,confidential,
+ * restricted; 64 KiB chunks; restricted uncompressed and padded. */
+void kr_config_default(struct kr_config *cfg);
+
+/* Set cfg's levels from "a,b,c" (lowest first). @return 0 or -EINVAL. */
+int kr_config_set_levels(struct kr_config *cfg, const char *csv);
+
+/* Create a vault in store (which must be missing or an empty directory):
+ * writes strongroom.conf, keyslots/slot-0 (pass, all levels, admin) and
+ * keyslots/slot-1 (recovery, all levels, admin). cfg->vault_id and
+ * cfg->audit_pk are generated. recovery_out receives the recovery text.
+ * @return 0, and *out owned by the caller (kr_keyring_free). */
+int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_secret *pass,
+		    const struct kr_kdf_params *kdf, char recovery_out[KR_RECOVERY_TEXT_BYTES],
+		    struct kr_keyring **out) __attribute__((warn_unused_result));
+
+/* Unlock with any slot the secret opens. @return 0 and *out owned by the
+ * caller, -EKEYREJECTED if no slot accepts the secret, -EUCLEAN if the
+ * config fails authentication once unlocked. */
+int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr_keyring **out)
+	__attribute__((warn_unused_result));
+
+/* Wipes and frees every key. Accepts NULL. */
+void kr_keyring_free(struct kr_keyring *kr);
+
+/* Borrowed until kr_keyring_free. */
+const struct kr_config *kr_keyring_config(const struct kr_keyring *kr);
+/* Highest level index this keyring holds (levels 0..ceiling are held). */
+unsigned kr_keyring_ceiling(const struct kr_keyring *kr);
+bool kr_level_held(const struct kr_keyring *kr, unsigned level);
+/* Index of the slot that unlocked this keyring. */
+int kr_keyring_slot(const struct kr_keyring *kr);
+/* True if the slot that unlocked holds the audit secret key. */
+bool kr_keyring_is_admin(const struct kr_keyring *kr);
+/* Level by name, or -EINVAL. */
+int kr_level_index(const struct kr_keyring *kr, const char *name);
+
+/* A subkey of a held level, borrowed until kr_keyring_free; NULL if the level
+ * is not held. */
+const unsigned char *kr_level_subkey(const struct kr_keyring *kr, unsigned level, enum kr_subkey which);
+const unsigned char *kr_vault_subkey(const struct kr_keyring *kr, enum kr_vault_subkey which);
+/* The audit secret key (X25519), or NULL unless an admin slot unlocked. */
+const unsigned char *kr_audit_sk(const struct kr_keyring *kr);
+
+/* Keyslots. */
+struct kr_slot_info {
+	int index;
+	enum kr_secret_kind kind;
+	unsigned ceiling;
+	bool admin;
+	struct kr_kdf_params kdf;
+};
+
+/* Add a passphrase slot holding levels 0..ceiling (ceiling must be held by
+ * kr; admin only if kr is admin and ceiling is the top). @return the new
+ * slot index or -errno. */
+int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct kr_secret *pass,
+		   unsigned ceiling, const struct kr_kdf_params *kdf);
+/* Remove a slot. Refuses (-EPERM) to remove the last slot that opens every
+ * level. */
+int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index);
+/* List up to cap slots; @return the count or -errno. Needs no secret. */
+int kr_keyslot_list(const char *store, struct kr_slot_info *out, int cap);
+
+/* Parse a typed recovery text (case-insensitive, dashes and spaces ignored,
+ * O->0, I/L->1). @return 0, or -EINVAL if malformed, -EBADMSG if the check
+ * group does not match (a typo). raw receives the 20 key bytes. */
+int kr_recovery_parse(const char *text, unsigned char raw[20]);
+
+/* Parsers of store bytes, exposed for the fuzz targets and tests. */
+int kr_config_parse(const unsigned char *buf, size_t len, struct kr_config *cfg);
+int kr_keyslot_parse(const unsigned char *buf, size_t len, struct kr_slot_info *info);
+
+#endif
