@@ -1,0 +1,60 @@
+/* cli.h - shared pieces of the strongroom command line.
+ *
+ * Each command lives in its own cmd_*.c with a "int cmd_NAME(int argc, char
+ * **argv)" entry that main.c dispatches to (argv[0] is the command name).
+ * Every failure prints exactly one line to stderr, "strongroom: <file>:
+ * <cause>", and returns one of the documented exit codes below (docs/cli.md).
+ */
+#ifndef STRONGROOM_CLI_H
+#define STRONGROOM_CLI_H
+
+#include <stdbool.h>
+
+#include "strongroom/keyring.h"
+
+enum cli_exit {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,       /* anything not listed below */
+	EXIT_USAGE = 2,      /* bad arguments */
+	EXIT_BADSECRET = 3,  /* wrong passphrase or recovery key */
+	EXIT_STORE = 4,      /* store missing, corrupt, foreign, not empty, locked by a writer */
+	EXIT_MOUNTPOINT = 5, /* mount point missing, not empty, busy, not a vault */
+	EXIT_SECRETSRC = 6,  /* passphrase file / extpass / recovery file unreadable or empty */
+	EXIT_IO = 7,         /* I/O error, disk full */
+	EXIT_POLICY = 8,     /* policy file error */
+	EXIT_DAMAGE = 9,     /* fsck / audit verify found damage */
+};
+
+/* Where a secret comes from: the options every secret-needing command takes. */
+struct cli_secret_opts {
+	const char *passphrase_file;
+	const char *extpass;
+	const char *recovery_key_file;
+};
+
+/* Recognise --passphrase-file F, --extpass CMD, --recovery-key-file F (also
+ * in the "--opt=value" form) at argv[*i]; advances *i past a value.
+ * @return 1 if consumed, 0 if not a secret option, -1 on a missing value
+ * (message printed). */
+int cli_secret_opt(struct cli_secret_opts *o, int argc, char **argv, int *i);
+
+/* Unlock store with the secret the options name (or a no-echo TTY prompt).
+ * @return EXIT_OK and *out owned by the caller, or an exit code after
+ * printing one line naming the file and cause. */
+int cli_unlock(const char *store, const struct cli_secret_opts *o, struct kr_keyring **out);
+
+/* One error line: "strongroom: <what>: <why>". */
+void cli_err(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Map a -errno from the library to an exit code. */
+int cli_exit_for(int err);
+
+int cmd_init(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
+int cmd_keyslot(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+int cmd_unmount(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_xray(int argc, char **argv);
+
+#endif
