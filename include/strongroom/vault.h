@@ -1,0 +1,116 @@
+/* vault.h - one request end to end: path -> store -> format -> result.
+ *
+ * The vault is a mounted-or-not view of a store through a keyring. Paths are
+ * plaintext, absolute within the vault ("/", "/customers/acme.pdf"). Every
+ * call takes the caller's identity (struct vault_caller) so that policy and
+ * audit can see who asked; the FUSE frontend fills it from the request.
+ * Nothing here includes FUSE headers: tests drive the vault directly.
+ *
+ * Errors: 0/-errno. -EBADMSG means an integrity failure (the frontend
+ * replies EIO), -ENOKEY a level this mount does not hold (the frontend
+ * replies EACCES), other values are passed through.
+ *
+ * Threading: all calls may run concurrently from many threads. Handles may be
+ * shared between threads.
+ */
+#ifndef STRONGROOM_VAULT_H
+#define STRONGROOM_VAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "strongroom/keyring.h"
+
+struct vault;
+struct vault_handle; /* an open file */
+
+struct vault_caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	mode_t umask;
+	int ngroups; /* supplementary groups, may be 0 */
+	const gid_t *groups;
+};
+
+enum vault_flags {
+	VAULT_READ_ONLY = 1 << 0,
+};
+
+/* Open a vault on store with an unlocked keyring (borrowed; must outlive the
+ * vault). Creates the root directory metadata on first use of a writable
+ * vault. @return 0 and *out owned (vault_close). */
+int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, struct vault **out);
+/* Seal and close every open file, free. Accepts NULL. */
+int vault_close(struct vault *v);
+/* Seal every dirty open file and fsync the store (unmount / SIGTERM). */
+int vault_sync(struct vault *v);
+
+/* Attributes. st_ino is stable (derived from the file or directory ID). */
+int vault_getattr(struct vault *v, const struct vault_caller *c, const char *path, struct stat *st);
+int vault_fgetattr(struct vault *v, struct vault_handle *h, struct stat *st);
+int vault_chmod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode);
+int vault_chown(struct vault *v, const struct vault_caller *c, const char *path, uid_t uid, gid_t gid);
+int vault_utimens(struct vault *v, const struct vault_caller *c, const char *path,
+		  const struct timespec ts[2]);
+int vault_truncate(struct vault *v, const struct vault_caller *c, const char *path, uint64_t size);
+int vault_statfs(struct vault *v, struct statvfs *st);
+
+/* Directories. */
+struct vault_dirent {
+	char *name; /* owned by the list */
+	struct stat st; /* filled when the list was made with attributes */
+};
+struct vault_dirlist {
+	struct vault_dirent *ents;
+	size_t n;
+};
+/* List a directory (without "." and ".."). with_attrs fills st for each
+ * entry (readdirplus). @return 0 and *out owned (vault_dirlist_free). */
+int vault_readdir(struct vault *v, const struct vault_caller *c, const char *path, bool with_attrs,
+		  struct vault_dirlist *out);
+void vault_dirlist_free(struct vault_dirlist *l);
+int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode);
+int vault_rmdir(struct vault *v, const struct vault_caller *c, const char *path);
+
+/* Names. flags: RENAME_NOREPLACE, RENAME_EXCHANGE. */
+int vault_unlink(struct vault *v, const struct vault_caller *c, const char *path);
+int vault_rename(struct vault *v, const struct vault_caller *c, const char *from, const char *to,
+		 unsigned flags);
+int vault_link(struct vault *v, const struct vault_caller *c, const char *from, const char *to);
+int vault_symlink(struct vault *v, const struct vault_caller *c, const char *target, const char *path);
+ssize_t vault_readlink(struct vault *v, const struct vault_caller *c, const char *path, char *buf,
+		       size_t cap);
+int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode, dev_t rdev);
+
+/* Files. flags are open(2) flags; create honours O_EXCL and the caller's
+ * umask / the parent's default ACL (POSIX.1e). */
+int vault_create(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode, int flags,
+		 struct vault_handle **out);
+int vault_open_file(struct vault *v, const struct vault_caller *c, const char *path, int flags,
+		    struct vault_handle **out);
+ssize_t vault_read(struct vault_handle *h, void *buf, size_t n, uint64_t off);
+ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t off);
+int vault_ftruncate(struct vault_handle *h, uint64_t size);
+int vault_flush(struct vault_handle *h);
+int vault_fsync(struct vault_handle *h, bool datasync);
+int vault_fallocate(struct vault_handle *h, int mode, uint64_t off, uint64_t len);
+off_t vault_lseek(struct vault_handle *h, off_t off, int whence);
+/* Close the handle (the last handle of a file seals it, may compact). */
+int vault_release(struct vault *v, struct vault_handle *h);
+
+/* Extended attributes (user.*, security.*, trusted.*, and the POSIX ACLs
+ * system.posix_acl_access / system.posix_acl_default in the kernel's binary
+ * xattr format). user.strongroom.level is virtual: the level name. */
+ssize_t vault_getxattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name,
+		       void *val, size_t cap);
+ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const char *path, char *out,
+			size_t cap);
+int vault_setxattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name,
+		   const void *val, size_t len, int flags);
+int vault_removexattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name);
+
+#endif
