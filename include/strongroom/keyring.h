@@ -23,7 +23,7 @@
 #define KR_LEVEL_NAME_MAX 31
 #define KR_MAX_SLOTS 32
 /* "XXXX-XXXX-...": 8 groups of 4 base32 data characters + 1 check group. */
-#define KR_RECOVERY_TEXT_BYTES 46 /* 45 characters + NUL */
+#define KR_RECOVERY_TEXT_BYTES 45 /* 44 characters + NUL */
 
 #define KR_CONFIG_NAME "strongroom.conf"
 #define KR_SLOT_DIR "keyslots"
@@ -77,6 +77,7 @@ enum kr_subkey {
 enum kr_vault_subkey {
 	KR_VSUB_HINT = 1,  /* level hints in file headers and directory metadata */
 	KR_VSUB_AUDIT = 2, /* audit chain */
+	KR_VSUB_CONFIG = 3, /* MAC of strongroom.conf */
 };
 
 struct kr_keyring;
@@ -89,8 +90,21 @@ void kr_kdf_params_default(struct kr_kdf_params *p);
  * restricted; 64 KiB chunks; restricted uncompressed and padded. */
 void kr_config_default(struct kr_config *cfg);
 
-/* Set cfg's levels from "a,b,c" (lowest first). @return 0 or -EINVAL. */
+/* Set cfg's levels from "a,b,c" (lowest first). Names are 1..31 of
+ * [a-z0-9_-], starting with a letter, all different. With two or more
+ * levels the highest is uncompressed and padded to whole chunks, the others
+ * compress 3 and pad_log2 4. @return 0 or -EINVAL. */
 int kr_config_set_levels(struct kr_config *cfg, const char *csv);
+
+/* Set the chunk size (a power of two, KR_CHUNK_SIZE_MIN..MAX); levels padded
+ * to whole chunks stay so. @return 0 or -EINVAL. */
+int kr_config_set_chunk_size(struct kr_config *cfg, uint32_t chunk_size);
+
+/* Read and parse STORE/strongroom.conf without a secret. The result is NOT
+ * authenticated (the MAC needs the vault key): use it only to show names,
+ * never to decide anything about keys. @return 0, -ENOENT, -EUCLEAN,
+ * -EOPNOTSUPP or another -errno. */
+int kr_config_load(const char *store, struct kr_config *cfg);
 
 /* Create a vault in store (which must be missing or an empty directory):
  * writes strongroom.conf, keyslots/slot-0 (pass, all levels, admin) and
@@ -146,7 +160,8 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 /* Remove a slot. Refuses (-EPERM) to remove the last slot that opens every
  * level. */
 int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index);
-/* List up to cap slots; @return the count or -errno. Needs no secret. */
+/* List up to cap slots in index order; @return the count or -errno. Needs
+ * no secret. A slot file that does not parse is listed with kind 0. */
 int kr_keyslot_list(const char *store, struct kr_slot_info *out, int cap);
 
 /* Parse a typed recovery text (case-insensitive, dashes and spaces ignored,
