@@ -55,6 +55,7 @@ struct fe_state {
 	struct vault *v;
 	const struct fe_options *o;
 	bool writeback; /* the kernel's writeback cache is on */
+	bool ready_closed; /* o->ready_fd has been signalled and closed */
 	pthread_mutex_t cache_lock;
 	struct fe_cache_slot cache[FE_CACHE_SLOTS];
 };
@@ -503,6 +504,7 @@ static void *fe_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		if (write(s->o->ready_fd, &ok, 1) != 1)
 			perror("strongroom: ready pipe");
 		close(s->o->ready_fd);
+		s->ready_closed = true;
 	}
 	if (s->o->log_fd >= 0)
 		dup2(s->o->log_fd, STDERR_FILENO);
@@ -585,8 +587,11 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	int err, rc;
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		if (o->ready_fd >= 0)
+			close(o->ready_fd);
 		return -ENOMEM;
+	}
 	s->v = v;
 	s->o = o;
 	pthread_mutex_init(&s->cache_lock, NULL);
@@ -640,6 +645,8 @@ out:
 	}
 	if (f)
 		fuse_destroy(f);
+	if (o->ready_fd >= 0 && !s->ready_closed)
+		close(o->ready_fd);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
 	fuse_opt_free_args(&args);

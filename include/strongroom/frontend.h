@@ -36,7 +36,8 @@ struct fe_options {
 	bool read_only;
 	bool debug; /* libfuse request tracing to stderr (foreground only) */
 	/* -1, or a descriptor that receives one zero byte once the kernel's
-	 * INIT has been answered (the mount is ready), then is closed. */
+	 * INIT has been answered (the mount is ready). fe_run closes it in
+	 * every case, so a reader sees either the byte or end-of-file. */
 	int ready_fd;
 	/* -1, or a descriptor dup'ed over stderr right after ready_fd is
 	 * signalled (a daemonized driver logs there, never to a terminal). */
