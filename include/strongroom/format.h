@@ -30,7 +30,7 @@
 
 /* ---- level hints (docs/format.md "Level hints") ---- */
 
-/* hint = BLAKE2b-64(key = hint_key, "SRhint01" || id || level). */
+/* hint = first 8 bytes of BLAKE2b-128(key = hint_key, "SRhint01" || id || level). */
 void fmt_level_hint(const unsigned char hint_key[FMT_KEY_BYTES], const uint8_t id[FMT_ID_BYTES],
 		    unsigned level, uint8_t out[FMT_HINT_BYTES]);
 
