@@ -17,9 +17,11 @@
  *    mtime and ctime are those recorded when the same path's last handle was
  *    released (fe_cache_*): the driver is the only writer, so anything else
  *    means another path (a hard link) or a rename changed it.
- * 5. Unlinked open files stay usable (hard_remove + nullpath_ok): handle
- *    operations never need a path; path-only operations on them return
- *    ENOENT.
+ * 5. Unlinked open files stay usable (hard_remove): handle operations never
+ *    need a path. libfuse gives a NULL path for an unlinked file; chmod
+ *    and chown of one return ENOENT, and its times (which the kernel sets
+ *    when it writes back an unlinked temp file) are accepted and dropped,
+ *    since nothing can look the file up again.
  */
 #define FUSE_USE_VERSION 314
 
@@ -76,9 +78,21 @@ static struct vault *fe_vault(void)
 	return fe_state_get()->v;
 }
 
+/* An open file: the vault's handle and the hash of the path it was opened
+ * by (with nullpath_ok, release gets no path). Owned by fi->fh. */
+struct fe_file {
+	struct vault_handle *h;
+	uint64_t path_hash;
+};
+
+static struct fe_file *fe_file_of(const struct fuse_file_info *fi)
+{
+	return (struct fe_file *)(uintptr_t)fi->fh;
+}
+
 static struct vault_handle *fe_handle(const struct fuse_file_info *fi)
 {
-	return (struct vault_handle *)(uintptr_t)fi->fh;
+	return fe_file_of(fi)->h;
 }
 
 static const struct vault_caller *fe_caller_get(struct fe_caller *fc)
@@ -126,13 +140,19 @@ static int fe_open_flags(int flags)
 
 /* Invariant 4: a slot per (path, inode), direct-mapped; a collision only
  * costs a cache invalidation. */
-static uint64_t fe_cache_key(const char *path, ino_t ino)
+static uint64_t fe_path_hash(const char *path)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
 
 	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
 		h = (h ^ *p) * 1099511628211ull;
-	h ^= (uint64_t)ino * 0x9e3779b97f4a7c15ull;
+	return h;
+}
+
+static uint64_t fe_cache_key(uint64_t path_hash, ino_t ino)
+{
+	uint64_t h = path_hash ^ ((uint64_t)ino * 0x9e3779b97f4a7c15ull);
+
 	return h ? h : 1;
 }
 
@@ -141,10 +161,10 @@ static bool fe_ts_equal(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-static bool fe_cache_unchanged(const char *path, const struct stat *st)
+static bool fe_cache_unchanged(uint64_t path_hash, const struct stat *st)
 {
 	struct fe_state *s = fe_state_get();
-	uint64_t key = fe_cache_key(path, st->st_ino);
+	uint64_t key = fe_cache_key(path_hash, st->st_ino);
 	struct fe_cache_slot *slot = &s->cache[key % FE_CACHE_SLOTS];
 	bool same;
 
@@ -155,10 +175,10 @@ static bool fe_cache_unchanged(const char *path, const struct stat *st)
 	return same;
 }
 
-static void fe_cache_record(const char *path, const struct stat *st)
+static void fe_cache_record(uint64_t path_hash, const struct stat *st)
 {
 	struct fe_state *s = fe_state_get();
-	uint64_t key = fe_cache_key(path, st->st_ino);
+	uint64_t key = fe_cache_key(path_hash, st->st_ino);
 	struct fe_cache_slot *slot = &s->cache[key % FE_CACHE_SLOTS];
 
 	pthread_mutex_lock(&s->cache_lock);
@@ -169,15 +189,24 @@ static void fe_cache_record(const char *path, const struct stat *st)
 	pthread_mutex_unlock(&s->cache_lock);
 }
 
-/* After a successful open or create: decide keep_cache (invariant 4). */
-static void fe_open_done(const char *path, struct fuse_file_info *fi, struct vault_handle *h)
+/* After a successful open or create: wrap the handle, decide keep_cache
+ * (invariant 4). On failure the handle is released. */
+static int fe_open_done(const char *path, struct fuse_file_info *fi, struct vault_handle *h)
 {
+	struct fe_file *ff = malloc(sizeof(*ff));
 	struct stat st;
 
-	fi->fh = (uint64_t)(uintptr_t)h;
+	if (!ff) {
+		vault_release(fe_vault(), h);
+		return -ENOMEM;
+	}
+	ff->h = h;
+	ff->path_hash = fe_path_hash(path);
+	fi->fh = (uint64_t)(uintptr_t)ff;
 	fi->keep_cache = 0;
-	if (vault_fgetattr(fe_vault(), h, &st) == 0 && fe_cache_unchanged(path, &st))
+	if (vault_fgetattr(fe_vault(), h, &st) == 0 && fe_cache_unchanged(ff->path_hash, &st))
 		fi->keep_cache = 1;
+	return 0;
 }
 
 /* ---- attributes ---- */
@@ -216,7 +245,7 @@ static int fe_utimens(const char *path, const struct timespec ts[2], struct fuse
 	struct fe_caller fc;
 
 	if (!path)
-		return -ENOENT;
+		return fi ? 0 : -ENOENT; /* invariant 5 */
 	return fe_errno(vault_utimens(fe_vault(), fe_caller_get(&fc), path, ts));
 }
 
@@ -240,6 +269,25 @@ static int fe_statfs(const char *path, struct statvfs *st)
 
 /* ---- directories ---- */
 
+/* An open directory carries the path it was opened by (owned by fi->fh
+ * until releasedir), for the rare readdir that libfuse gives no path (a
+ * directory removed while open). */
+static int fe_opendir(const char *path, struct fuse_file_info *fi)
+{
+	char *copy = strdup(path ? path : "/");
+
+	if (!copy)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)copy;
+	return 0;
+}
+
+static int fe_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	free((char *)(uintptr_t)fi->fh);
+	return 0;
+}
+
 static int fe_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off, struct fuse_file_info *fi,
 		      enum fuse_readdir_flags flags)
 {
@@ -249,7 +297,7 @@ static int fe_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
 	int err;
 
 	if (!path)
-		return -ENOENT;
+		path = (const char *)(uintptr_t)fi->fh;
 	err = vault_readdir(fe_vault(), fe_caller_get(&fc), path, plus, &l);
 	if (err)
 		return fe_errno(err);
@@ -356,8 +404,7 @@ static int fe_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	err = vault_create(fe_vault(), fe_caller_get(&fc), path, mode, fe_open_flags(fi->flags), &h);
 	if (err)
 		return fe_errno(err);
-	fe_open_done(path, fi, h);
-	return 0;
+	return fe_open_done(path, fi, h);
 }
 
 static int fe_open(const char *path, struct fuse_file_info *fi)
@@ -369,8 +416,7 @@ static int fe_open(const char *path, struct fuse_file_info *fi)
 	err = vault_open_file(fe_vault(), fe_caller_get(&fc), path, fe_open_flags(fi->flags), &h);
 	if (err)
 		return fe_errno(err);
-	fe_open_done(path, fi, h);
-	return 0;
+	return fe_open_done(path, fi, h);
 }
 
 static int fe_read(const char *path, char *buf, size_t n, off_t off, struct fuse_file_info *fi)
@@ -405,13 +451,16 @@ static int fe_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static int fe_release(const char *path, struct fuse_file_info *fi)
 {
-	struct vault_handle *h = fe_handle(fi);
+	struct fe_file *ff = fe_file_of(fi);
 	struct stat st;
+	int err;
 
 	/* Record what this path's pages now hold (invariant 4). */
-	if (path && vault_fgetattr(fe_vault(), h, &st) == 0)
-		fe_cache_record(path, &st);
-	return fe_errno(vault_release(fe_vault(), h));
+	if (vault_fgetattr(fe_vault(), ff->h, &st) == 0)
+		fe_cache_record(ff->path_hash, &st);
+	err = vault_release(fe_vault(), ff->h);
+	free(ff);
+	return fe_errno(err);
 }
 
 static int fe_fallocate(const char *path, int mode, off_t off, off_t len, struct fuse_file_info *fi)
@@ -474,7 +523,7 @@ static void *fe_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 
 	cfg->use_ino = 1;
 	cfg->hard_remove = 1; /* no .fuse_hidden files: the vault keeps unlinked open files */
-	cfg->nullpath_ok = 1;
+	cfg->nullpath_ok = 0; /* else libfuse drops the path of every op that has a handle */
 	cfg->entry_timeout = FE_ENTRY_TIMEOUT;
 	cfg->attr_timeout = FE_ATTR_TIMEOUT;
 	cfg->negative_timeout = 0;
@@ -536,7 +585,9 @@ static const struct fuse_operations fe_ops = {
 	.getxattr = fe_getxattr,
 	.listxattr = fe_listxattr,
 	.removexattr = fe_removexattr,
+	.opendir = fe_opendir,
 	.readdir = fe_readdir,
+	.releasedir = fe_releasedir,
 	.fsyncdir = fe_fsyncdir,
 	.create = fe_create,
 	.utimens = fe_utimens,
