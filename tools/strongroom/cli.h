@@ -9,6 +9,7 @@
 #define STRONGROOM_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "strongroom/keyring.h"
 
@@ -48,6 +49,27 @@ void cli_err(const char *what, const char *fmt, ...) __attribute__((format(print
 
 /* Map a -errno from the library to an exit code. */
 int cli_exit_for(int err);
+
+/* A secret read into sodium_malloc'd memory; cli_secret_free wipes it. */
+struct cli_secret {
+	enum kr_secret_kind kind;
+	char *bytes; /* owned, NUL-terminated */
+	size_t len;
+};
+
+/* Read the secret the options name, or prompt on the terminal (twice when
+ * confirm, for a new passphrase). what names the store in messages.
+ * @return EXIT_OK, or an exit code after printing one line. */
+int cli_secret_read(const char *what, const struct cli_secret_opts *o, bool confirm,
+		    struct cli_secret *out);
+/* A new passphrase: the first line of file, or asked twice on the terminal.
+ * @return EXIT_OK, or an exit code after printing one line. */
+int cli_new_passphrase(const char *what, const char *file, struct cli_secret *out);
+/* Wipes and frees; accepts an empty one. */
+void cli_secret_free(struct cli_secret *s);
+
+/* The exit-code table, for --help texts. */
+void cli_print_exit_codes(FILE *f);
 
 int cmd_init(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);
