@@ -82,6 +82,8 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 		 unsigned flags);
 int vault_link(struct vault *v, const struct vault_caller *c, const char *from, const char *to);
 int vault_symlink(struct vault *v, const struct vault_caller *c, const char *target, const char *path);
+/* Copies the target NUL-terminated (truncated to cap - 1 bytes); @return the
+ * number of bytes before the NUL. */
 ssize_t vault_readlink(struct vault *v, const struct vault_caller *c, const char *path, char *buf,
 		       size_t cap);
 int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode, dev_t rdev);
@@ -112,5 +114,9 @@ ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const cha
 int vault_setxattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name,
 		   const void *val, size_t len, int flags);
 int vault_removexattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name);
+
+/* Store names seen by readdir that did not decrypt (skipped, not fatal):
+ * damage or foreign files in the store, for status and fsck reports. */
+uint64_t vault_names_skipped(struct vault *v);
 
 #endif

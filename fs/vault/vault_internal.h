@@ -1,0 +1,221 @@
+/* vault_internal.h - what the vault's own files share (not a public API).
+ *
+ * Invariants the vault keeps (each file says where it keeps them):
+ *  1. Every path operation holds v->ns: shared for lookups and reads of the
+ *     namespace, exclusive for mkdir/rmdir/create/unlink/rename/link/symlink/
+ *     mknod and for changes to a directory's metadata. A struct vault_dir is
+ *     only read or changed while v->ns is held, so a holder of the exclusive
+ *     lock may change a directory's fields in place.
+ *  2. A struct vault_dir reached from a path is the authenticated content of
+ *     its .sr-dir: its level is held by the keyring, its dir_id and mode came
+ *     out of fmt_dirmeta_decode, never from the store inode.
+ *  3. One struct vault_ofile (one vf_file) per store inode: every open, and
+ *     every attribute change of a file by path, goes through the table in
+ *     v->files, so two handles see each other's writes. An entry is OPENING
+ *     while vf_open runs and CLOSING while its last holder seals (and maybe
+ *     compacts) it; nobody else touches the vf_file in those states, and
+ *     whoever finds such an entry waits for it to settle. Those waits happen
+ *     with v->ns held shared, and the thread they wait for already holds v->ns
+ *     shared, so they cannot deadlock against a writer.
+ *  4. Lock order: v->ns, then v->dcache_lock or v->files_lock (never both).
+ */
+#ifndef STRONGROOM_VAULT_INTERNAL_H
+#define STRONGROOM_VAULT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "strongroom/format.h"
+#include "strongroom/keyring.h"
+#include "strongroom/vault.h"
+#include "strongroom/vfile.h"
+
+/* Room for an encrypted name before the long-name fallback (a 255-byte name
+ * encrypts to a little over 340 base64url characters). */
+#define VAULT_ENC_NAME_MAX 2048
+/* Directories kept open in the path cache (each holds one fd). */
+#define VAULT_DCACHE_MAX 256
+#define VAULT_DCACHE_BUCKETS 512
+/* Largest .sr-dir the vault reads (xattrs are at most 64 KiB each). */
+#define VAULT_DIRMETA_MAX (4u << 20)
+#define VAULT_XATTR_VALUE_MAX 65536
+#define VAULT_SYMLINK_MAX 4095
+
+#define VAULT_XATTR_LEVEL "user.strongroom.level"
+#define VAULT_XATTR_ACL_ACCESS "system.posix_acl_access"
+#define VAULT_XATTR_ACL_DEFAULT "system.posix_acl_default"
+
+/* A plaintext directory: an open store directory and its decoded metadata. */
+struct vault_dir {
+	char *path; /* canonical plaintext path; owned */
+	int fd;     /* store directory, O_RDONLY|O_DIRECTORY */
+	uint8_t dir_id[FMT_ID_BYTES];
+	unsigned level;
+	uint32_t mode, uid, gid;
+	unsigned char *xattrs; /* attribute blob, malloc'd, may be NULL */
+	size_t xattrs_len;
+	/* under v->dcache_lock */
+	unsigned refs;
+	bool cached;
+	struct vault_dir *hnext, *lru_prev, *lru_next;
+};
+
+/* The store name of one plaintext name in one directory. */
+struct vault_sname {
+	char name[FMT_NAME_MAX + 1]; /* what the store directory holds */
+	bool is_long;                /* then name is ".L<hash>" and ... */
+	char sidecar[FMT_LONGNAME_BYTES + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX)];
+	size_t enc_len; /* ... sidecar holds enc[0..enc_len) */
+	char enc[VAULT_ENC_NAME_MAX];
+};
+
+/* A resolved path: its parent directory and the last name's store name.
+ * For "/" dir is NULL and last is "". */
+struct vault_loc {
+	char *path;       /* canonical, owned */
+	const char *last; /* points into path */
+	struct vault_dir *dir;
+	struct vault_sname sn;
+};
+
+enum vault_ofile_state { VAULT_OF_OPENING, VAULT_OF_OPEN, VAULT_OF_CLOSING };
+
+struct vault_ofile {
+	dev_t dev;
+	ino_t ino;
+	struct vf_file *f;
+	enum vault_ofile_state state; /* under v->files_lock */
+	unsigned refs;                /* under v->files_lock */
+	pthread_mutex_t append_lock;  /* O_APPEND: size and write as one step */
+	struct vault_ofile *next;
+};
+
+struct vault_handle {
+	struct vault *v;
+	struct vault_ofile *of;
+	int flags;  /* open(2) flags */
+	char *path; /* canonical path at open, to find the file for compaction */
+};
+
+struct vault {
+	const struct kr_keyring *kr;
+	unsigned flags;
+	int store_fd;
+	int tree_fd;
+	pthread_rwlock_t ns;
+
+	pthread_mutex_t dcache_lock;
+	struct vault_dir *root; /* never evicted */
+	struct vault_dir *buckets[VAULT_DCACHE_BUCKETS];
+	struct vault_dir *lru_head, *lru_tail; /* head = most recent */
+	size_t dcache_n;
+
+	pthread_mutex_t files_lock;
+	pthread_cond_t files_cond;
+	struct vault_ofile *files;
+
+	uint64_t names_skipped; /* undecryptable store names seen (atomic) */
+};
+
+static inline bool vault_ro(const struct vault *v)
+{
+	return (v->flags & VAULT_READ_ONLY) != 0;
+}
+
+/* ---- vault.c: paths and the directory cache ---- */
+
+/* Canonical form "/" or "/a/b". @return 0 and *out malloc'd, -EINVAL for a
+ * relative path or a "." or ".." component, -ENAMETOOLONG. */
+int vault_path_canon(const char *path, char **out);
+/* Directory at a canonical path, with a reference. -ENOKEY if it or an
+ * ancestor has a level the keyring does not hold, -EBADMSG if a .sr-dir
+ * fails authentication, -ENOTDIR, -ENOENT. */
+int vault_dir_get(struct vault *v, const char *path, struct vault_dir **out);
+void vault_dir_put(struct vault *v, struct vault_dir *d);
+/* Forget cached directories at path and below (rename, rmdir). */
+void vault_dcache_drop(struct vault *v, const char *path);
+/* Resolve path into loc (parent directory + store name). */
+int vault_loc_get(struct vault *v, const char *path, struct vault_loc *loc);
+void vault_loc_put(struct vault *v, struct vault_loc *loc);
+uint64_t vault_id_ino(const uint8_t id[FMT_ID_BYTES]);
+
+/* ---- vault_dir.c: names, directory metadata, listing ---- */
+
+int vault_sname_make(const struct vault *v, const struct vault_dir *d, const char *name, size_t len,
+		     struct vault_sname *out);
+/* Read, authenticate and decode dirfd's .sr-dir into d (dir_id, level,
+ * mode, uid, gid, xattrs). */
+int vault_dirmeta_load(const struct vault *v, int dirfd, struct vault_dir *d);
+/* Encode d's metadata and replace dirfd's .sr-dir atomically, keeping the
+ * store directory's mtime (a metadata change is not a content change). */
+int vault_dirmeta_store(const struct vault *v, int dirfd, const struct vault_dir *d);
+/* Stat of a directory from its metadata and store inode. */
+int vault_dir_stat(const struct vault_dir *d, struct stat *st);
+/* Store nd's metadata (same dir_id) in d's .sr-dir; on success d takes
+ * nd's level, mode, uid, gid and xattrs (d frees its old blob if nd brought
+ * another one; on failure nd->xattrs stays the caller's). v->ns exclusive. */
+int vault_dir_commit(const struct vault *v, struct vault_dir *d, const struct vault_dir *nd);
+/* 1 if store directory dirfd holds no plaintext entry, 0 if it does; with
+ * remove_junk, leftover temp files and orphan sidecars are removed. */
+int vault_dir_empty(int dirfd, bool remove_junk);
+/* The raw bytes of dirfd's .sr-dir (to put back if a later step fails).
+ * @return the length and *buf malloc'd, or -errno. */
+ssize_t vault_dirmeta_raw(int dirfd, unsigned char **buf);
+/* Write the long-name sidecar of sn in dirfd (before the entry). */
+int vault_sidecar_write(int dirfd, const struct vault_sname *sn);
+void vault_sidecar_remove(int dirfd, const struct vault_sname *sn);
+
+/* ---- vault_node.c: files and the open-file table ---- */
+
+/* Stat of the non-directory or directory at loc (caller holds v->ns). */
+int vault_loc_stat(struct vault *v, struct vault_loc *loc, struct stat *st);
+/* Stat of one entry of directory d by store name (readdirplus). */
+int vault_entry_stat(struct vault *v, struct vault_dir *d, const char *path, const char *sname,
+		     struct stat *st);
+/* Open-file table; caller holds v->ns. open_if_absent false only looks. */
+int vault_ofile_get(struct vault *v, int dirfd, const char *sname, bool open_if_absent,
+		    struct stat *st, struct vault_ofile **out);
+/* Drop a reference; the last one seals and closes. With dirfd >= 0 the
+ * caller says where the file is named, which allows compaction. */
+int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const char *sname);
+
+/* ---- vault_xattr.c ---- */
+
+/* Mode bits (07777) and ACLs for a new object in parent d. *acc / *dflt
+ * are malloc'd ACL xattr values or NULL. */
+int vault_new_mode(const struct vault *v, const struct vault_caller *c, const struct vault_dir *d,
+		   mode_t mode, bool is_dir, mode_t *mode_out, uint32_t *gid_out, void **acc,
+		   size_t *acc_len, void **dflt, size_t *dflt_len);
+
+/* ---- vault_acl.c: POSIX.1e ACLs in the kernel's xattr format (pure) ---- */
+
+#define VAULT_ACL_VERSION 2
+#define VAULT_ACL_HEADER_BYTES 4
+#define VAULT_ACL_ENTRY_BYTES 8
+#define VAULT_ACL_USER_OBJ 0x01
+#define VAULT_ACL_USER 0x02
+#define VAULT_ACL_GROUP_OBJ 0x04
+#define VAULT_ACL_GROUP 0x08
+#define VAULT_ACL_MASK 0x10
+#define VAULT_ACL_OTHER 0x20
+
+/* Validate an ACL xattr value. @return its entry count (0 for a header
+ * alone, which means "no ACL"), or -EINVAL. */
+int vault_acl_check(const void *acl, size_t len);
+/* The permission bits (0777) an access ACL stands for; *equiv is true when
+ * the ACL holds nothing the mode does not (three base entries only). */
+int vault_acl_mode(const void *acl, size_t len, mode_t *perm, bool *equiv);
+/* chmod on an object with an access ACL: USER_OBJ, MASK (GROUP_OBJ when
+ * there is no mask) and OTHER take the new bits. In place. */
+int vault_acl_chmod(void *acl, size_t len, mode_t perm);
+/* Creation under a default ACL (POSIX.1e, as Linux does it): *acc becomes a
+ * malloc'd copy of dflt with the base entries (and MASK, else GROUP_OBJ)
+ * intersected with the create mode, *mode the result; the umask is not
+ * used. *acc is NULL when the result equals its mode bits. */
+int vault_acl_inherit(const void *dflt, size_t dlen, mode_t *mode, void **acc, size_t *acc_len);
+
+#endif
