@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "../../fs/vault/vault_internal.h"
 #include "strongroom/vault.h"
 #include "tap.h"
+
+#include <sodium.h>
 
 static const char PASS[] = "vault test passphrase";
 static const char PASS_LOW[] = "branch office passphrase";
@@ -1213,6 +1216,138 @@ TEST(many_directories_beyond_the_cache_bound_stay_reachable)
 	fx_free(&f);
 }
 
+/* The only non-reserved store file in STORE/tree. */
+static int tree_first_file(const struct fx *f, struct stat *st)
+{
+	char tree[300], p[600];
+	struct dirent *de;
+	DIR *dp;
+	int r = -ENOENT;
+
+	snprintf(tree, sizeof(tree), "%s/tree", f->store);
+	dp = opendir(tree);
+	if (!dp)
+		return -errno;
+	while ((de = readdir(dp))) {
+		if (de->d_type == DT_REG && de->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", tree, de->d_name);
+			r = stat(p, st) < 0 ? -errno : 0;
+			break;
+		}
+	}
+	closedir(dp);
+	return r;
+}
+
+TEST(last_close_compacts_a_file_whose_dead_frames_outweigh_live_ones)
+{
+	static unsigned char chunk[65536], back[65536];
+	struct vault_handle *h = NULL;
+	struct stat before, after, st;
+	struct fx f;
+	int i;
+
+	CHECK_EQ(fx_new(&f), 0);
+	randombytes_buf(chunk, sizeof(chunk));
+	CHECK_EQ(vault_create(f.v, &caller, "/busy", 0644, O_RDWR | O_CREAT, &h), 0);
+	for (i = 0; i < 4; i++) {
+		chunk[0] = (unsigned char)i;
+		CHECK_EQ(vault_write(h, chunk, sizeof(chunk), 0), (ssize_t)sizeof(chunk));
+		CHECK_EQ(vault_fsync(h, false), 0);
+	}
+	CHECK_EQ(tree_first_file(&f, &before), 0);
+	CHECK_EQ(vault_release(f.v, h), 0);
+	CHECK_EQ(tree_first_file(&f, &after), 0);
+	CHECK(after.st_size < before.st_size);
+	CHECK(after.st_size < 2 * (off_t)sizeof(chunk));
+	CHECK_EQ(get_file(f.v, "/busy", back, sizeof(back)), (ssize_t)sizeof(back));
+	CHECK(memcmp(back, chunk, sizeof(chunk)) == 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/busy", &st), 0);
+	CHECK_EQ(st.st_size, (off_t)sizeof(chunk));
+	fx_free(&f);
+}
+
+struct worker {
+	struct vault *v;
+	int id;
+	int failures;
+};
+
+#define WORKERS 4
+#define ROUNDS 40
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	char own[32], tmp[32], buf[64];
+	int i;
+
+	snprintf(own, sizeof(own), "/w%d", w->id);
+	snprintf(tmp, sizeof(tmp), "/w%d.tmp", w->id);
+	for (i = 0; i < ROUNDS; i++) {
+		struct vault_handle *h = NULL;
+		struct vault_dirlist l;
+		struct stat st;
+		char rec[8];
+
+		/* A region of the shared file that only this worker writes. */
+		memset(rec, 'a' + w->id, sizeof(rec));
+		rec[0] = (char)('0' + i % 10);
+		if (vault_open_file(w->v, &caller, "/shared", O_RDWR, &h) < 0 ||
+		    vault_write(h, rec, sizeof(rec), (uint64_t)w->id * sizeof(rec)) != sizeof(rec) ||
+		    vault_read(h, buf, sizeof(rec), (uint64_t)w->id * sizeof(rec)) != sizeof(rec) ||
+		    memcmp(buf, rec, sizeof(rec)) != 0)
+			w->failures++;
+		if (h && vault_release(w->v, h) < 0)
+			w->failures++;
+		/* Save-as-temp-then-rename of a private file. */
+		if (put_file(w->v, tmp, rec, sizeof(rec)) < 0 ||
+		    vault_rename(w->v, &caller, tmp, own, 0) < 0)
+			w->failures++;
+		if (vault_getattr(w->v, &caller, "/shared", &st) < 0 || st.st_size < 8)
+			w->failures++;
+		if (vault_readdir(w->v, &caller, "/", true, &l) < 0)
+			w->failures++;
+		else
+			vault_dirlist_free(&l);
+	}
+	return NULL;
+}
+
+TEST(concurrent_handles_renames_and_listings_keep_every_write)
+{
+	struct worker w[WORKERS];
+	pthread_t t[WORKERS];
+	char buf[64], want[8], p[16];
+	struct fx f;
+	int i;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put_file(f.v, "/shared", "", 0), 0);
+	for (i = 0; i < WORKERS; i++) {
+		w[i].v = f.v;
+		w[i].id = i;
+		w[i].failures = 0;
+		CHECK_EQ(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+	}
+	for (i = 0; i < WORKERS; i++)
+		pthread_join(t[i], NULL);
+	for (i = 0; i < WORKERS; i++)
+		CHECK_EQ(w[i].failures, 0);
+	CHECK_EQ(fx_reopen(&f, 0), 0);
+	CHECK_EQ(get_file(f.v, "/shared", buf, sizeof(buf)), WORKERS * 8);
+	for (i = 0; i < WORKERS; i++) {
+		memset(want, 'a' + i, sizeof(want));
+		want[0] = (char)('0' + (ROUNDS - 1) % 10);
+		CHECK(memcmp(buf + i * 8, want, sizeof(want)) == 0);
+		snprintf(p, sizeof(p), "/w%d", i);
+		CHECK_EQ(get_file(f.v, p, buf, sizeof(buf)), 8);
+		CHECK(memcmp(buf, want, sizeof(want)) == 0);
+		CHECK_EQ(get_file(f.v, "/shared", buf, sizeof(buf)), WORKERS * 8);
+	}
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(acl_inherit_intersects_base_entries_and_mask_with_create_mode);
@@ -1260,5 +1395,7 @@ int main(void)
 	RUN(read_only_vault_refuses_every_change_with_erofs);
 	RUN(statfs_reports_a_name_limit_of_255);
 	RUN(many_directories_beyond_the_cache_bound_stay_reachable);
+	RUN(last_close_compacts_a_file_whose_dead_frames_outweigh_live_ones);
+	RUN(concurrent_handles_renames_and_listings_keep_every_write);
 	return tap_done();
 }
