@@ -966,7 +966,12 @@ int vf_open(const struct kr_keyring *kr, int dirfd, const char *name, bool writa
 	int fd, rc;
 
 	*out = NULL;
-	fd = store_openat(dirfd, name, writable ? O_RDWR : O_RDONLY, 0);
+	/* O_NOATIME: reading a header or seal for stat is not an access, and
+	 * times are the store inode's; EPERM when the driver does not own the
+	 * store file, then open without it. */
+	fd = store_openat(dirfd, name, (writable ? O_RDWR : O_RDONLY) | O_NOATIME, 0);
+	if (fd == -EPERM)
+		fd = store_openat(dirfd, name, writable ? O_RDWR : O_RDONLY, 0);
 	if (fd < 0)
 		return fd;
 	f = vf_alloc(kr, fd, writable);
