@@ -75,14 +75,15 @@ static int dir_fsync(const char *dir)
 	return rc;
 }
 
-int kr_file_write_atomic(const char *path, const unsigned char *buf, size_t len)
+/* Write buf to a fresh temp file next to path and fsync it. @return an fd
+ * (closed by the caller) or -errno; tmp receives its name. */
+static int temp_write(const char *path, const unsigned char *buf, size_t len, char *tmp,
+		      size_t cap)
 {
-	char tmp[4096], dirbuf[4096];
 	size_t done = 0;
-	int fd, rc = 0;
+	int fd, rc;
 
-	if (snprintf(tmp, sizeof tmp, "%s.sr-tmp.XXXXXX", path) >= (int)sizeof tmp ||
-	    snprintf(dirbuf, sizeof dirbuf, "%s", path) >= (int)sizeof dirbuf)
+	if (snprintf(tmp, cap, "%s.sr-tmp.XXXXXX", path) >= (int)cap)
 		return -ENAMETOOLONG;
 	/* The temp name starts with the target's name plus a suffix so it sits
 	 * in the same directory; mkostemp creates it 0600. */
@@ -103,20 +104,51 @@ int kr_file_write_atomic(const char *path, const unsigned char *buf, size_t len)
 		rc = -errno;
 		goto fail;
 	}
-	if (close(fd) != 0) {
-		fd = -1;
-		rc = -errno;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = -errno;
-		goto fail;
-	}
-	return dir_fsync(dirname(dirbuf));
+	return fd;
 fail:
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	unlink(tmp);
 	return rc;
+}
+
+int kr_file_write_new(const char *path, const unsigned char *buf, size_t len)
+{
+	char tmp[4096], dirbuf[4096];
+	int fd, rc = 0;
+
+	if (snprintf(dirbuf, sizeof dirbuf, "%s", path) >= (int)sizeof dirbuf)
+		return -ENAMETOOLONG;
+	fd = temp_write(path, buf, len, tmp, sizeof tmp);
+	if (fd < 0)
+		return fd;
+	if (close(fd) != 0)
+		rc = -errno;
+	/* link() never replaces, on every POSIX filesystem (NFS included). */
+	else if (link(tmp, path) != 0)
+		rc = -errno;
+	unlink(tmp);
+	if (rc)
+		return rc;
+	return dir_fsync(dirname(dirbuf));
+}
+
+int kr_file_write_atomic(const char *path, const unsigned char *buf, size_t len)
+{
+	char tmp[4096], dirbuf[4096];
+	int fd, rc = 0;
+
+	if (snprintf(dirbuf, sizeof dirbuf, "%s", path) >= (int)sizeof dirbuf)
+		return -ENAMETOOLONG;
+	fd = temp_write(path, buf, len, tmp, sizeof tmp);
+	if (fd < 0)
+		return fd;
+	if (close(fd) != 0)
+		rc = -errno;
+	else if (rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	return dir_fsync(dirname(dirbuf));
 }

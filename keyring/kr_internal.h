@@ -120,7 +120,8 @@ int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, si
 		     unsigned char wrap_key[KR_KEY_BYTES]) __attribute__((warn_unused_result));
 /* Write slot-<index> holding the keys of sec that info asks for, wrapped
  * under secret (a passphrase, or the raw 20 recovery bytes) with a fresh
- * random salt and nonce. @return 0 or -errno. */
+ * random salt and nonce. Never replaces an existing slot file.
+ * @return 0, -EEXIST if slot-<index> exists, or -errno. */
 int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		  const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct kr_secure *sec,
 		  const unsigned char *secret, size_t secret_len) __attribute__((warn_unused_result));
@@ -145,6 +146,9 @@ ssize_t kr_file_read(const char *path, unsigned char *buf, size_t cap);
 /* Replace path atomically with buf: temp file in the same directory, fsync,
  * rename, fsync the directory. @return 0 or -errno. */
 int kr_file_write_atomic(const char *path, const unsigned char *buf, size_t len);
+/* Create path with buf, durably, failing with -EEXIST if it exists (temp
+ * file, fsync, link, fsync the directory). @return 0 or -errno. */
+int kr_file_write_new(const char *path, const unsigned char *buf, size_t len);
 /* Join "dir/name" into out. @return 0 or -ENAMETOOLONG. */
 int kr_path_join(char *out, size_t cap, const char *dir, const char *name);
 

@@ -224,7 +224,7 @@ int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		rc = (int)n;
 		goto out;
 	}
-	rc = kr_file_write_atomic(path, file, (size_t)n);
+	rc = kr_file_write_new(path, file, (size_t)n);
 out:
 	sodium_free(wrap);
 	sodium_free(plain);
@@ -265,12 +265,22 @@ int kr_keyslot_list(const char *store, struct kr_slot_info *out, int cap)
 	return count;
 }
 
+/* The keyring must belong to the vault in store: a slot written with
+ * another vault's keys would never open. */
+static int keyring_matches_store(const char *store, const struct kr_keyring *kr)
+{
+	struct kr_config cfg;
+	int rc = kr_config_load(store, &cfg);
+	if (rc)
+		return rc;
+	return sodium_memcmp(cfg.vault_id, kr->cfg.vault_id, KR_VAULT_ID_BYTES) == 0 ? 0 : -EINVAL;
+}
+
 int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct kr_secret *pass,
 		   unsigned ceiling, const struct kr_kdf_params *kdf)
 {
 	struct kr_slot_info info;
-	char path[4096];
-	int index = -1, rc;
+	int rc;
 
 	if (ceiling >= kr->cfg.nlevels)
 		return -EINVAL;
@@ -279,24 +289,29 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 	if (!pass || pass->kind != KR_SECRET_PASSPHRASE || pass->len == 0 || !kdf ||
 	    !kdf_valid(kdf))
 		return -EINVAL;
-	for (int i = 0; i < KR_MAX_SLOTS && index < 0; i++) {
-		rc = slot_path(path, sizeof path, store, i);
-		if (rc)
-			return rc;
-		if (access(path, F_OK) != 0 && errno == ENOENT)
-			index = i;
-	}
-	if (index < 0)
-		return -ENOSPC;
+	rc = keyring_matches_store(store, kr);
+	if (rc)
+		return rc;
 	memset(&info, 0, sizeof info);
-	info.index = index;
 	info.kind = KR_SECRET_PASSPHRASE;
 	info.ceiling = ceiling;
 	info.admin = kr->admin && ceiling == kr->cfg.nlevels - 1;
 	info.kdf = *kdf;
-	rc = kr_slot_store(store, index, &info, kr->cfg.vault_id, kr->sec,
-			   (const unsigned char *)pass->bytes, pass->len);
-	return rc ? rc : index;
+	/* The first free number; a concurrent add that takes it first makes
+	 * this one move on, never overwrite. */
+	for (int i = 0; i < KR_MAX_SLOTS; i++) {
+		char path[4096];
+		if (slot_path(path, sizeof path, store, i) != 0)
+			return -ENAMETOOLONG;
+		if (access(path, F_OK) == 0 || errno != ENOENT)
+			continue;
+		info.index = i;
+		rc = kr_slot_store(store, i, &info, kr->cfg.vault_id, kr->sec,
+				   (const unsigned char *)pass->bytes, pass->len);
+		if (rc != -EEXIST)
+			return rc ? rc : i;
+	}
+	return -ENOSPC;
 }
 
 int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index)
@@ -306,6 +321,9 @@ int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index)
 	char path[4096], dir[4096];
 	int n, full_left = 0, rc;
 
+	rc = keyring_matches_store(store, kr);
+	if (rc)
+		return rc;
 	n = kr_keyslot_list(store, list, KR_MAX_SLOTS);
 	if (n < 0)
 		return n;

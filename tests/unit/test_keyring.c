@@ -5,6 +5,7 @@
  * Every test works in its own temporary store and uses the minimum Argon2id
  * cost (SR_KDF=test).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -354,6 +355,57 @@ TEST(non_admin_slot_cannot_remove_another_slot)
 	CHECK_EQ(kr_keyslot_remove(store, low, 2), 0);
 	kr_keyring_free(low);
 	kr_keyring_free(admin);
+}
+
+TEST(keyslot_add_never_overwrites_a_slot_file_and_leaves_no_temp_files)
+{
+	char store[256], p[300];
+	unsigned char buf[16];
+	struct kr_keyring *admin = NULL;
+	struct kr_kdf_params kdf;
+	struct kr_secret s = pass_secret("another");
+	struct dirent *e;
+	DIR *d;
+	int files = 0;
+	tmp_store(store, sizeof store);
+	kr_kdf_params_default(&kdf);
+	CHECK_EQ(new_vault(store, NULL, &admin), 0);
+	store_file(p, sizeof p, store, "keyslots/slot-2");
+	CHECK(spit(p, (const unsigned char *)"someone else's", 14) == 0);
+	CHECK_EQ(kr_keyslot_add(store, admin, &s, 3, &kdf), 3);
+	CHECK_EQ(slurp(p, buf, sizeof buf), 14);
+	CHECK(memcmp(buf, "someone else's", 14) == 0);
+	/* The unparseable slot-2 does not stop the others from unlocking. */
+	CHECK_EQ(unlock_pass(store, "another", NULL), 0);
+	store_file(p, sizeof p, store, "keyslots");
+	d = opendir(p);
+	CHECK(d != NULL);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			files++;
+			CHECK(strncmp(e->d_name, "slot-", 5) == 0 && strlen(e->d_name) == 6);
+		}
+	closedir(d);
+	CHECK_EQ(files, 4);
+	kr_keyring_free(admin);
+}
+
+TEST(keyring_of_another_vault_cannot_add_or_remove_slots)
+{
+	char a[256], b[256];
+	struct kr_keyring *ka = NULL;
+	struct kr_kdf_params kdf;
+	struct kr_slot_info info[KR_MAX_SLOTS];
+	struct kr_secret s = pass_secret("x");
+	tmp_store(a, sizeof a);
+	tmp_store(b, sizeof b);
+	kr_kdf_params_default(&kdf);
+	CHECK_EQ(new_vault(a, NULL, &ka), 0);
+	CHECK_EQ(new_vault(b, NULL, NULL), 0);
+	CHECK_EQ(kr_keyslot_add(b, ka, &s, 3, &kdf), -EINVAL);
+	CHECK_EQ(kr_keyslot_remove(b, ka, 1), -EINVAL);
+	CHECK_EQ(kr_keyslot_list(b, info, KR_MAX_SLOTS), 2);
+	kr_keyring_free(ka);
 }
 
 TEST(every_changed_byte_of_the_config_is_refused)
@@ -762,6 +814,8 @@ int main(void)
 	RUN(removing_the_last_slot_that_opens_every_level_is_refused);
 	RUN(removed_slot_no_longer_unlocks);
 	RUN(non_admin_slot_cannot_remove_another_slot);
+	RUN(keyslot_add_never_overwrites_a_slot_file_and_leaves_no_temp_files);
+	RUN(keyring_of_another_vault_cannot_add_or_remove_slots);
 	RUN(every_changed_byte_of_the_config_is_refused);
 	RUN(truncated_or_extended_config_is_refused);
 	RUN(config_of_another_vault_is_refused);
