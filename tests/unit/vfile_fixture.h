@@ -56,14 +56,14 @@ static void fx_teardown(void)
 }
 
 /* Size of a store file, or -1. */
-static long long fx_store_size(const char *name)
+static __attribute__((unused)) long long fx_store_size(const char *name)
 {
 	struct stat st;
 	return fstatat(fx_dir, name, &st, 0) ? -1 : (long long)st.st_size;
 }
 
 /* Read a whole store file into a malloc'd buffer. */
-static unsigned char *fx_slurp(const char *name, size_t *len)
+static __attribute__((unused)) unsigned char *fx_slurp(const char *name, size_t *len)
 {
 	long long n = fx_store_size(name);
 	int fd = openat(fx_dir, name, O_RDONLY);
@@ -79,7 +79,7 @@ static unsigned char *fx_slurp(const char *name, size_t *len)
 	return b;
 }
 
-static int fx_spit(const char *name, const unsigned char *b, size_t len)
+static __attribute__((unused)) int fx_spit(const char *name, const unsigned char *b, size_t len)
 {
 	int fd = openat(fx_dir, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	int ok = fd >= 0 && pwrite(fd, b, len, 0) == (ssize_t)len;
@@ -99,14 +99,14 @@ static uint64_t fx_rand(void)
 	return fx_rng_state = x;
 }
 
-static void fx_fill(uint8_t *b, size_t n)
+static __attribute__((unused)) void fx_fill(uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		b[i] = (uint8_t)(fx_rand() >> 24);
 }
 
 /* CSV-like customer records. */
-static size_t fx_csv(char *out, size_t cap)
+static __attribute__((unused)) size_t fx_csv(char *out, size_t cap)
 {
 	static const char *names[] = {"Alice Martin", "Bob Dupont", "Chloe Bernard", "David Petit",
 				      "Emma Durand", "Farid Leroy", "Gina Moreau", "Hugo Simon"};
