@@ -75,7 +75,7 @@ int kr_recovery_parse(const char *text, unsigned char raw[20])
 	size_t n = 0;
 	int rc = -EINVAL;
 
-	memset(raw, 0, KR_RECOVERY_RAW_BYTES);
+	sodium_memzero(raw, KR_RECOVERY_RAW_BYTES);
 	for (const char *p = text; *p; p++) {
 		int v;
 		if (*p == '-' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')

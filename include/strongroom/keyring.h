@@ -117,7 +117,10 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 
 /* Unlock with any slot the secret opens. @return 0 and *out owned by the
  * caller, -EKEYREJECTED if no slot accepts the secret, -EUCLEAN if the
- * config fails authentication once unlocked. */
+ * config fails authentication once unlocked (or the only slots of the
+ * secret's kind are malformed or of another vault), -EOPNOTSUPP for a newer
+ * format, -ENOENT if there is no vault, and for a recovery text that does
+ * not parse, kr_recovery_parse's -EINVAL or -EBADMSG. */
 int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr_keyring **out)
 	__attribute__((warn_unused_result));
 

@@ -460,3 +460,28 @@ def test_global_help_and_version():
         assert re.search(rf"^  {cmd}\s", out, re.M)
     assert re.match(r"strongroom \d+\.\d+\.\d+", ok("--version").stdout)
     fails(EXIT_USAGE, "frobnicate", "frobnicate")
+
+
+def test_interrupt_at_the_prompt_puts_echo_back(vault):
+    store, _, _ = vault
+    master, slave = pty.openpty()
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([SR_BIN, "keyslot", "test", str(store)], stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+                            preexec_fn=ctty, close_fds=True, pass_fds=(slave,))
+    seen = b""
+    while b"Passphrase for" not in seen:
+        r, _, _ = select.select([master], [], [], 30)
+        assert r, seen
+        seen += os.read(master, 1024)
+    assert not termios.tcgetattr(slave)[3] & termios.ECHO  # echo off while asking
+    os.write(master, b"\x03")
+    proc.communicate(timeout=30)
+    assert proc.returncode == -2  # SIGINT
+    assert termios.tcgetattr(slave)[3] & termios.ECHO
+    os.close(slave)
+    os.close(master)

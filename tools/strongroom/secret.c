@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,7 +147,7 @@ static int secret_alloc(struct cli_secret *s, enum kr_secret_kind kind)
 	s->bytes = sodium_malloc(SECRET_READ_CAP + 1);
 	if (!s->bytes)
 		return -ENOMEM;
-	memset(s->bytes, 0, SECRET_READ_CAP + 1);
+	sodium_memzero(s->bytes, SECRET_READ_CAP + 1);
 	return 0;
 }
 
@@ -294,9 +295,25 @@ static int secret_from_command(const char *cmd, struct cli_secret *s)
 	return EXIT_OK;
 }
 
+/* The terminal state to put back if a signal ends the prompt. */
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_saved_fd = -1;
+
+static void tty_restore_and_die(int sig)
+{
+	if (tty_saved_fd >= 0) {
+		tcsetattr(tty_saved_fd, TCSAFLUSH, &tty_saved);
+		(void)!write(tty_saved_fd, "\n", 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* One no-echo line from the terminal into s. @return 0 or -errno. */
 static int tty_ask(int tty, const char *prompt, struct cli_secret *s)
 {
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
+	struct sigaction sa, old_sa[sizeof sigs / sizeof sigs[0]];
 	struct termios old, quiet;
 	size_t got = 0;
 	int rc = 0;
@@ -306,8 +323,18 @@ static int tty_ask(int tty, const char *prompt, struct cli_secret *s)
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	quiet.c_lflag |= ICANON;
-	if (tcsetattr(tty, TCSAFLUSH, &quiet) != 0)
-		return -errno;
+	/* Ctrl-C or Ctrl-Z at the prompt must not leave echo off. */
+	tty_saved = old;
+	tty_saved_fd = tty;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = tty_restore_and_die;
+	sigemptyset(&sa.sa_mask);
+	for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
+		sigaction(sigs[k], &sa, &old_sa[k]);
+	if (tcsetattr(tty, TCSAFLUSH, &quiet) != 0) {
+		rc = -errno;
+		goto restore;
+	}
 	if (write(tty, prompt, strlen(prompt)) < 0)
 		rc = -errno;
 	while (rc == 0) {
@@ -325,6 +352,10 @@ static int tty_ask(int tty, const char *prompt, struct cli_secret *s)
 	tcsetattr(tty, TCSAFLUSH, &old);
 	if (write(tty, "\n", 1) < 0 && rc == 0)
 		rc = -errno;
+restore:
+	tty_saved_fd = -1;
+	for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
+		sigaction(sigs[k], &old_sa[k], NULL);
 	if (rc) {
 		sodium_memzero(s->bytes, SECRET_READ_CAP + 1);
 		return rc;
