@@ -258,7 +258,7 @@ TEST(compaction_drops_dead_frames_and_keeps_content_and_identity)
 {
 	struct vf_file *f;
 	struct vf_attr a1, a2;
-	uint8_t *b = malloc(300000), *back = malloc(300000);
+	uint8_t *b = malloc(300000), *back = malloc(300004);
 	CHECK(b && back);
 	CHECK_EQ(vf_create(fx_kr, fx_dir, "churn", 1, S_IFREG | 0600, 0, 0, &f), 0);
 	for (int round = 0; round < 6; round++) {
