@@ -77,8 +77,7 @@ static int dir_fsync(const char *dir)
 
 /* Write buf to a fresh temp file next to path and fsync it. @return an fd
  * (closed by the caller) or -errno; tmp receives its name. */
-static int temp_write(const char *path, const unsigned char *buf, size_t len, char *tmp,
-		      size_t cap)
+static int temp_write(const char *path, const unsigned char *buf, size_t len, char *tmp, size_t cap)
 {
 	size_t done = 0;
 	int fd, rc;

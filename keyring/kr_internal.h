@@ -21,28 +21,28 @@
 #include "strongroom/keyring.h"
 
 /* docs/format.md section 2: strongroom.conf */
-#define KR_CONF_MAGIC "SRVAULT\0"
+#define KR_CONF_MAGIC	    "SRVAULT\0"
 #define KR_CONF_MAGIC_BYTES 8
-#define KR_CONF_VERSION 1
+#define KR_CONF_VERSION	    1
 #define KR_CONF_FIXED_BYTES 41 /* magic .. level count */
-#define KR_CONF_MAC_BYTES 32
-#define KR_CONF_MAX_BYTES                                                                      \
+#define KR_CONF_MAC_BYTES   32
+#define KR_CONF_MAX_BYTES                                                                          \
 	(KR_CONF_FIXED_BYTES + KR_MAX_LEVELS * (1 + KR_LEVEL_NAME_MAX + 2) + 32 + KR_CONF_MAC_BYTES)
 /* Feature flags: none defined in version 1. */
 #define KR_CONF_REQUIRED_KNOWN 0u
 #define KR_CONF_OPTIONAL_KNOWN 0u
 
 /* docs/format.md section 3: keyslots/slot-N */
-#define KR_SLOT_MAGIC "SRKSLOT\0"
-#define KR_SLOT_MAGIC_BYTES 8
-#define KR_SLOT_VERSION 1
+#define KR_SLOT_MAGIC	     "SRKSLOT\0"
+#define KR_SLOT_MAGIC_BYTES  8
+#define KR_SLOT_VERSION	     1
 #define KR_SLOT_HEADER_BYTES 88
-#define KR_SLOT_SALT_BYTES 16
-#define KR_SLOT_NONCE_BYTES 24
-#define KR_SLOT_TAG_BYTES 16
-#define KR_SLOT_FLAG_ADMIN 0x01u
-#define KR_SLOT_PLAIN_MAX (KR_KEY_BYTES * (1 + KR_MAX_LEVELS + 1))
-#define KR_SLOT_MAX_BYTES (KR_SLOT_HEADER_BYTES + KR_SLOT_PLAIN_MAX + KR_SLOT_TAG_BYTES)
+#define KR_SLOT_SALT_BYTES   16
+#define KR_SLOT_NONCE_BYTES  24
+#define KR_SLOT_TAG_BYTES    16
+#define KR_SLOT_FLAG_ADMIN   0x01u
+#define KR_SLOT_PLAIN_MAX    (KR_KEY_BYTES * (1 + KR_MAX_LEVELS + 1))
+#define KR_SLOT_MAX_BYTES    (KR_SLOT_HEADER_BYTES + KR_SLOT_PLAIN_MAX + KR_SLOT_TAG_BYTES)
 /* Bounds a store writer cannot exceed to make unlocking hang or exhaust
  * memory (docs/format.md section 3). */
 #define KR_SLOT_OPSLIMIT_MAX 64u
@@ -50,12 +50,12 @@
 
 /* docs/format.md section 4: recovery key */
 #define KR_RECOVERY_RAW_BYTES 20
-#define KR_RECOVERY_GROUPS 9 /* 8 data groups + 1 check group */
+#define KR_RECOVERY_GROUPS    9 /* 8 data groups + 1 check group */
 
 /* Contexts of crypto_kdf_derive_from_key (8 bytes each). */
-#define KR_CTX_LEVEL "SRlevel_"
-#define KR_CTX_VAULT "SRvault_"
-#define KR_SUB_COUNT 4
+#define KR_CTX_LEVEL  "SRlevel_"
+#define KR_CTX_VAULT  "SRvault_"
+#define KR_SUB_COUNT  4
 #define KR_VSUB_COUNT 3
 
 /* All key bytes of one unlocked keyring, in one guarded allocation. */
@@ -92,7 +92,8 @@ ssize_t kr_config_encode(const struct kr_config *cfg, const unsigned char mac_ke
 /* Check the trailing MAC of a config file (constant time).
  * @return 0 or -EUCLEAN. */
 int kr_config_mac_verify(const unsigned char *buf, size_t len,
-			 const unsigned char mac_key[KR_KEY_BYTES]) __attribute__((warn_unused_result));
+			 const unsigned char mac_key[KR_KEY_BYTES])
+    __attribute__((warn_unused_result));
 /* True if name is a valid level name. */
 bool kr_level_name_valid(const char *name);
 
@@ -113,7 +114,7 @@ int kr_slot_parse(const unsigned char *buf, size_t len, struct kr_slot *slot);
  * and is zeroed on failure. @return 0 or -EKEYREJECTED. */
 int kr_slot_open(const unsigned char *buf, const struct kr_slot *slot,
 		 const unsigned char wrap_key[KR_KEY_BYTES], unsigned char *plain)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 /* The wrapping key of a slot from its secret. Recovery secrets are the raw
  * 20 bytes. @return 0, -ENOMEM if Argon2id could not get its memory. */
 int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, size_t secret_len,
@@ -124,7 +125,8 @@ int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, si
  * @return 0, -EEXIST if slot-<index> exists, or -errno. */
 int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		  const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct kr_secure *sec,
-		  const unsigned char *secret, size_t secret_len) __attribute__((warn_unused_result));
+		  const unsigned char *secret, size_t secret_len)
+    __attribute__((warn_unused_result));
 
 /* ---- kr_recovery.c ---- */
 

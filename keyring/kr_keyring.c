@@ -205,8 +205,8 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 	memset(&info.kdf, 0, sizeof info.kdf);
 	info.index = 1;
 	info.kind = KR_SECRET_RECOVERY;
-	rc = kr_slot_store(store, 1, &info, cfg->vault_id, kr->sec, recovery,
-			   KR_RECOVERY_RAW_BYTES);
+	rc =
+	    kr_slot_store(store, 1, &info, cfg->vault_id, kr->sec, recovery, KR_RECOVERY_RAW_BYTES);
 	if (rc)
 		goto out;
 	/* The config goes last: its presence means the vault is complete. */

@@ -17,7 +17,7 @@
 
 static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-#define DATA_CHARS 32
+#define DATA_CHARS  32
 #define CHECK_CHARS 4
 
 static uint32_t check_value(const unsigned char raw[KR_RECOVERY_RAW_BYTES])

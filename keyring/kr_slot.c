@@ -78,7 +78,8 @@ ssize_t kr_slot_encode(const struct kr_slot_info *info, const uint8_t vault_id[K
 {
 	unsigned long long clen = 0;
 
-	if (info->ceiling >= KR_MAX_LEVELS || plain_len != kr_slot_plain_len(info->ceiling, info->admin))
+	if (info->ceiling >= KR_MAX_LEVELS ||
+	    plain_len != kr_slot_plain_len(info->ceiling, info->admin))
 		return -EINVAL;
 	if (info->kind != KR_SECRET_PASSPHRASE && info->kind != KR_SECRET_RECOVERY)
 		return -EINVAL;
@@ -149,10 +150,9 @@ int kr_slot_open(const unsigned char *buf, const struct kr_slot *slot,
 	unsigned long long plen = 0;
 	size_t want = slot->box_len - KR_SLOT_TAG_BYTES;
 
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL,
-						       buf + KR_SLOT_HEADER_BYTES, slot->box_len,
-						       buf, KR_SLOT_HEADER_BYTES, slot->nonce,
-						       wrap_key) != 0 ||
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+		plain, &plen, NULL, buf + KR_SLOT_HEADER_BYTES, slot->box_len, buf,
+		KR_SLOT_HEADER_BYTES, slot->nonce, wrap_key) != 0 ||
 	    plen != want) {
 		sodium_memzero(plain, want);
 		return -EKEYREJECTED;

@@ -56,7 +56,8 @@ static void passwd_help(void)
 	      "  strongroom passwd - change a passphrase\n"
 	      "\n"
 	      "SYNOPSIS\n"
-	      "  strongroom passwd STORE [--passphrase-file F | --extpass CMD | --recovery-key-file F]\n"
+	      "  strongroom passwd STORE [--passphrase-file F | --extpass CMD | "
+	      "--recovery-key-file F]\n"
 	      "                    [--new-passphrase-file F]\n"
 	      "\n"
 	      "DESCRIPTION\n"
@@ -199,8 +200,9 @@ int cmd_init(int argc, char **argv)
 		}
 	}
 	if (!store) {
-		cli_err("init", "usage: strongroom init STORE [--passphrase-file F | --extpass CMD] "
-				"[--levels L1,L2,...] [--chunk-size N]");
+		cli_err("init",
+			"usage: strongroom init STORE [--passphrase-file F | --extpass CMD] "
+			"[--levels L1,L2,...] [--chunk-size N]");
 		return EXIT_USAGE;
 	}
 	if (so.recovery_key_file) {
@@ -209,8 +211,9 @@ int cmd_init(int argc, char **argv)
 	}
 	kr_config_default(&cfg);
 	if (levels && kr_config_set_levels(&cfg, levels) != 0) {
-		cli_err(levels, "bad level list (names [a-z][a-z0-9_-]*, up to 31 characters, "
-				"1 to %d levels, all different)",
+		cli_err(levels,
+			"bad level list (names [a-z][a-z0-9_-]*, up to 31 characters, "
+			"1 to %d levels, all different)",
 			KR_MAX_LEVELS);
 		return EXIT_USAGE;
 	}
@@ -234,7 +237,8 @@ int cmd_init(int argc, char **argv)
 	if (rc) {
 		sodium_memzero(recovery, sizeof recovery);
 		if (rc == -ENOTEMPTY || rc == -EEXIST)
-			cli_err(store, "not empty (a new vault needs an empty or missing directory)");
+			cli_err(store,
+				"not empty (a new vault needs an empty or missing directory)");
 		else
 			cli_err(store, "cannot create the vault: %s", strerror(-rc));
 		return cli_exit_for(rc);
@@ -295,8 +299,9 @@ int cmd_passwd(int argc, char **argv)
 		}
 	}
 	if (!store) {
-		cli_err("passwd", "usage: strongroom passwd STORE [--passphrase-file F | --extpass CMD "
-				  "| --recovery-key-file F] [--new-passphrase-file F]");
+		cli_err("passwd",
+			"usage: strongroom passwd STORE [--passphrase-file F | --extpass CMD "
+			"| --recovery-key-file F] [--new-passphrase-file F]");
 		return EXIT_USAGE;
 	}
 	rc = cli_unlock(store, &so, &kr);
@@ -331,7 +336,8 @@ int cmd_passwd(int argc, char **argv)
 	}
 	rc = kr_keyslot_remove(store, kr, old);
 	if (rc) {
-		cli_err(store, "new passphrase is in slot %d, but old slot %d could not be removed: %s",
+		cli_err(store,
+			"new passphrase is in slot %d, but old slot %d could not be removed: %s",
 			added, old, strerror(-rc));
 		rc = cli_exit_for(rc);
 		goto out;

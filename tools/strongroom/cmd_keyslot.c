@@ -209,8 +209,8 @@ static int keyslot_remove(const char *store, const struct cli_secret_opts *so, c
 		cli_err(store, "only an admin secret may remove another secret's keyslot");
 		rc = EXIT_FAIL;
 	} else if (rc == -EPERM) {
-		cli_err(store, "keyslot %ld is the last one that opens every level; add another first",
-			n);
+		cli_err(store,
+			"keyslot %ld is the last one that opens every level; add another first", n);
 		rc = EXIT_FAIL;
 	} else if (rc) {
 		cli_err(store, "cannot remove keyslot %ld: %s", n, strerror(-rc));
@@ -258,7 +258,8 @@ int cmd_keyslot(int argc, char **argv)
 		} else if (npos < 3) {
 			pos[npos++] = a;
 		} else {
-			cli_err(a, "unexpected argument to keyslot (see strongroom keyslot --help)");
+			cli_err(a,
+				"unexpected argument to keyslot (see strongroom keyslot --help)");
 			return EXIT_USAGE;
 		}
 	}
@@ -278,12 +279,14 @@ int cmd_keyslot(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if ((level || newfile) && strcmp(sub, "add") != 0) {
-		cli_err(level ? "--max-level" : "--new-passphrase-file", "only keyslot add takes it");
+		cli_err(level ? "--max-level" : "--new-passphrase-file",
+			"only keyslot add takes it");
 		return EXIT_USAGE;
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (so.passphrase_file || so.extpass || so.recovery_key_file) {
-			cli_err("keyslot list", "needs no secret (keyslot test says which slot one opens)");
+			cli_err("keyslot list",
+				"needs no secret (keyslot test says which slot one opens)");
 			return EXIT_USAGE;
 		}
 		return keyslot_list(pos[1]);

@@ -99,9 +99,9 @@ int cli_secret_opt(struct cli_secret_opts *o, int argc, char **argv, int *i)
 		const char *name;
 		size_t off;
 	} opts[] = {
-		{"--passphrase-file", offsetof(struct cli_secret_opts, passphrase_file)},
-		{"--extpass", offsetof(struct cli_secret_opts, extpass)},
-		{"--recovery-key-file", offsetof(struct cli_secret_opts, recovery_key_file)},
+	    {"--passphrase-file", offsetof(struct cli_secret_opts, passphrase_file)},
+	    {"--extpass", offsetof(struct cli_secret_opts, extpass)},
+	    {"--recovery-key-file", offsetof(struct cli_secret_opts, recovery_key_file)},
 	};
 	const char *arg = argv[*i];
 
@@ -224,7 +224,8 @@ static int secret_from_file(const char *file, enum kr_secret_kind kind, struct c
 	if (rc) {
 		cli_secret_free(s);
 		if (rc == -EMSGSIZE)
-			cli_err(file, "first line of %s is longer than %d bytes", label, SECRET_MAX);
+			cli_err(file, "first line of %s is longer than %d bytes", label,
+				SECRET_MAX);
 		else
 			cli_err(file, "%s is empty", label);
 		return EXIT_SECRETSRC;
@@ -286,8 +287,8 @@ static int secret_from_command(const char *cmd, struct cli_secret *s)
 	if (rc) {
 		cli_secret_free(s);
 		if (rc == -EMSGSIZE)
-			cli_err("--extpass", "command '%s' printed a line longer than %d bytes", cmd,
-				SECRET_MAX);
+			cli_err("--extpass", "command '%s' printed a line longer than %d bytes",
+				cmd, SECRET_MAX);
 		else
 			cli_err("--extpass", "command '%s' printed no passphrase", cmd);
 		return EXIT_SECRETSRC;
@@ -363,8 +364,7 @@ restore:
 	return secret_first_line(s, got);
 }
 
-static int secret_from_tty(const char *what, const char *label, bool confirm,
-			   struct cli_secret *s)
+static int secret_from_tty(const char *what, const char *label, bool confirm, struct cli_secret *s)
 {
 	struct cli_secret again = {0};
 	char prompt[512];
@@ -388,7 +388,8 @@ static int secret_from_tty(const char *what, const char *label, bool confirm,
 	if (rc == 0 && confirm) {
 		snprintf(prompt, sizeof prompt, "%s again: ", label);
 		rc = tty_ask(tty, prompt, &again);
-		if (rc == 0 && (again.len != s->len || sodium_memcmp(again.bytes, s->bytes, s->len) != 0))
+		if (rc == 0 &&
+		    (again.len != s->len || sodium_memcmp(again.bytes, s->bytes, s->len) != 0))
 			rc = -EILSEQ;
 	}
 	close(tty);
@@ -464,10 +465,12 @@ static int unlock_report(const char *store, const struct cli_secret_opts *o, int
 		return EXIT_STORE;
 	case -EUCLEAN:
 		if (kr_config_load(store, &cfg) != 0)
-			cli_err(conf, "corrupt vault config (damaged, truncated or not a vault config)");
+			cli_err(conf,
+				"corrupt vault config (damaged, truncated or not a vault config)");
 		else
-			cli_err(store, "vault config or keyslot failed authentication (edited, damaged "
-				       "or from another vault)");
+			cli_err(store,
+				"vault config or keyslot failed authentication (edited, damaged "
+				"or from another vault)");
 		return EXIT_STORE;
 	case -ENOMEM:
 		cli_err(store, "not enough memory to derive the key");
