@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "strongroom/audit.h"
+#include "../../fs/audit/audit_int.h" /* the segment walker the reader uses */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,5 +48,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += (size_t)n;
 	}
 	check_entry(data, size);
+
+	/* The reader's walk over the same bytes: it must stop inside them. */
+	static const unsigned char chain_key[32]; /* seeds are written with a zero chain key */
+	static const uint8_t zero[32];
+	struct audit_walk w;
+	enum audit_walk_step st;
+	audit_walk_init(&w, data, size, off ? h.mac : zero);
+	while ((st = audit_walk_next(&w, chain_key, &f)) == AUDIT_WALK_RECORD)
+		if (w.off > size)
+			abort();
 	return 0;
 }
