@@ -359,8 +359,11 @@ int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
 		case AUDIT_WALK_PARTIAL:
 			if ((r->flags & AUDIT_READ_FOLLOW) && !r->w.closed &&
 			    r->idx >= r->nsegs) {
-				/* The writer may still be appending to it. */
+				/* The writer may still be appending to it. Bytes
+				 * past the last whole record are read again: a
+				 * failed write may have been cut back since. */
 				size_t before = r->len;
+				r->len = r->w.off;
 				if ((rc = reader_load(r)))
 					return rc;
 				if (r->len > before)
@@ -371,6 +374,7 @@ int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
 					return 0;
 				/* A newer segment exists: this one is done, but
 				 * catch bytes written before the writer moved on. */
+				r->len = r->w.off;
 				if ((rc = reader_load(r)))
 					return rc;
 				if (r->len > before)
