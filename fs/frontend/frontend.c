@@ -1,33 +1,45 @@
 /* frontend.c - the FUSE frontend: kernel requests to vault calls.
  *
- * The only file in Strongroom that includes FUSE headers. It uses libfuse's
- * high-level path API, which matches vault.h: each operation below builds
- * the caller's identity, makes exactly one vault call and returns one reply.
+ * The only file in Strongroom that includes FUSE headers. It speaks libfuse's
+ * low-level protocol and keeps its own table of kernel inodes, so that hard
+ * links are one kernel inode (one page cache, one size) and a file replaced
+ * by rename stays a valid inode for whoever holds it open. The vault is
+ * path-based: each request turns its inode into a path with the table, makes
+ * one vault call (setattr may need one per attribute it changes) and sends
+ * exactly one reply.
+ *
+ * The table: a node per kernel inode (nodeid = the node's address; the root
+ * is FUSE_ROOT_ID), found by the vault's stable st_ino so that every name of
+ * a hard-linked file maps to the same node. A node has zero or more names
+ * (dentries: parent node + name); a path is built from the first name up to
+ * the root.
  *
  * Invariants:
- * 1. Every open reaches the driver (no FUSE_CAP_NO_OPEN_SUPPORT), so the
- *    vault can audit it even when the kernel then serves reads from its
- *    page cache.
- * 2. Integrity failures (-EBADMSG) leave as EIO and locked levels (-ENOKEY)
- *    as EACCES (fe_errno); the vault has recorded the cause before that.
- * 3. With the writeback cache the kernel may read through a write-only
- *    handle and computes append offsets itself, so opens are upgraded from
+ * 1. A node lives while the kernel holds lookups on it (nlookup), a handle
+ *    is open on it (nopen), or a dentry names a child of it (nchild); so a
+ *    path can always be built for a node the kernel still knows, unless it
+ *    has no name left (unlinked), in which case handle-based calls are used.
+ * 2. Lock order: fe->ns (rwlock) then fe->tbl (mutex) then vault locks.
+ *    Calls that resolve paths hold ns shared from path building until the
+ *    vault call returns; rename, unlink and rmdir hold it exclusive. So the
+ *    path a request was built from names the inode the kernel meant.
+ *    tbl guards the table's structure and counters, never a vault call.
+ * 3. Every open reaches the driver (no FUSE_CAP_NO_OPEN_SUPPORT), so the
+ *    vault audits it even when the kernel then reads from its page cache.
+ * 4. With the writeback cache the kernel may read through a write-only
+ *    handle and computes append offsets itself: opens are upgraded from
  *    O_WRONLY to O_RDWR and lose O_APPEND (fe_open_flags).
- * 4. The kernel keeps a file's cached pages across an open only if its size,
- *    mtime and ctime are those recorded when the same path's last handle was
- *    released (fe_cache_*): the driver is the only writer, so anything else
- *    means another path (a hard link) or a rename changed it.
- * 5. Unlinked open files stay usable (hard_remove): handle operations never
- *    need a path. libfuse gives a NULL path for an unlinked file; chmod
- *    and chown of one return ENOENT, and its times (which the kernel sets
- *    when it writes back an unlinked temp file) are accepted and dropped,
- *    since nothing can look the file up again.
+ * 5. The kernel keeps an inode's cached pages across an open only if its
+ *    size, mtime and ctime are what they were when its last handle closed
+ *    (the driver is the only writer, so nothing else can change them).
+ * 6. Integrity failures (-EBADMSG) leave as EIO and locked levels (-ENOKEY)
+ *    as EACCES (fe_errno); the vault has recorded the cause before that.
  */
 #define FUSE_USE_VERSION 314
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fuse.h>
+#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,68 +55,102 @@
 #define FE_ENTRY_TIMEOUT 1.0
 #define FE_ATTR_TIMEOUT 1.0
 #define FE_MAX_GROUPS 1024
-#define FE_CACHE_SLOTS 4096
+#define FE_HASH_BUCKETS (1u << 16)
 #define FE_MAX_IDLE_THREADS 16
 #define FE_MAX_THREADS 32
+/* readdir entries without an inode number in the listing (glibc skips
+ * d_ino == 0). */
+#define FE_UNKNOWN_INO 0xffffffffu
 
-struct fe_cache_slot {
-	uint64_t key; /* 0 = empty */
-	off_t size;
-	struct timespec mtime, ctime;
+struct fe_node;
+
+/* A name: parent directory node + component. */
+struct fe_dentry {
+	struct fe_node *parent;
+	char *name;
+	struct fe_node *node;
+	struct fe_dentry *hnext;     /* hash chain by (parent, name) */
+	struct fe_dentry *alias_next; /* the node's other names */
 };
 
-struct fe_state {
+struct fe_file;
+
+struct fe_node {
+	uint64_t ino; /* the vault's st_ino */
+	uint64_t nlookup;
+	unsigned nopen, nchild;
+	bool is_root;
+	struct fe_dentry *names;  /* first one is used for paths */
+	struct fe_file *files;	  /* open handles */
+	struct fe_node *hnext;	  /* hash chain by ino */
+	/* Invariant 5: attributes when the last handle closed. */
+	bool cache_valid;
+	off_t cache_size;
+	struct timespec cache_mtime, cache_ctime;
+};
+
+/* An open file (fi->fh). */
+struct fe_file {
+	struct vault_handle *h;
+	struct fe_node *node;
+	struct fe_file *next, *prev;
+};
+
+/* An open directory (fi->fh): the listing, fetched at offset 0. */
+struct fe_dir {
+	pthread_mutex_t lock;
+	bool have, plus;
+	struct vault_dirlist l;
+};
+
+struct fe {
 	struct vault *v;
 	const struct fe_options *o;
-	bool writeback; /* the kernel's writeback cache is on */
-	bool ready_closed; /* o->ready_fd has been signalled and closed */
-	pthread_mutex_t cache_lock;
-	struct fe_cache_slot cache[FE_CACHE_SLOTS];
+	struct fuse_session *se;
+	bool writeback;
+	bool ready_closed;
+	pthread_rwlock_t ns;
+	pthread_mutex_t tbl;
+	struct fe_node root;
+	struct fe_node *by_ino[FE_HASH_BUCKETS];
+	struct fe_dentry *by_name[FE_HASH_BUCKETS];
 };
 
-/* The caller of the current request, with its supplementary groups. */
 struct fe_caller {
 	struct vault_caller c;
 	gid_t groups[FE_MAX_GROUPS];
 };
 
-static struct fe_state *fe_state_get(void)
+static struct fe *fe_of(fuse_req_t req)
 {
-	return fuse_get_context()->private_data;
+	return fuse_req_userdata(req);
 }
 
-static struct vault *fe_vault(void)
+static struct fe_node *fe_node_of(struct fe *fe, fuse_ino_t ino)
 {
-	return fe_state_get()->v;
+	return ino == FUSE_ROOT_ID ? &fe->root : (struct fe_node *)(uintptr_t)ino;
 }
 
-/* An open file: the vault's handle and the hash of the path it was opened
- * by (with nullpath_ok, release gets no path). Owned by fi->fh. */
-struct fe_file {
-	struct vault_handle *h;
-	uint64_t path_hash;
-};
+static fuse_ino_t fe_nodeid(struct fe *fe, struct fe_node *n)
+{
+	return n == &fe->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
 
 static struct fe_file *fe_file_of(const struct fuse_file_info *fi)
 {
 	return (struct fe_file *)(uintptr_t)fi->fh;
 }
 
-static struct vault_handle *fe_handle(const struct fuse_file_info *fi)
+static const struct vault_caller *fe_caller_get(fuse_req_t req, struct fe_caller *fc)
 {
-	return fe_file_of(fi)->h;
-}
-
-static const struct vault_caller *fe_caller_get(struct fe_caller *fc)
-{
-	const struct fuse_context *ctx = fuse_get_context();
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	int n;
 
 	fc->c.uid = ctx->uid;
 	fc->c.gid = ctx->gid;
 	fc->c.pid = ctx->pid;
 	fc->c.umask = ctx->umask;
-	n = ctx->pid > 0 ? fuse_getgroups(FE_MAX_GROUPS, fc->groups) : 0;
+	n = ctx->pid > 0 ? fuse_req_getgroups(req, FE_MAX_GROUPS, fc->groups) : 0;
 	if (n < 0)
 		n = 0;
 	if (n > FE_MAX_GROUPS)
@@ -114,46 +160,663 @@ static const struct vault_caller *fe_caller_get(struct fe_caller *fc)
 	return &fc->c;
 }
 
-static int fe_errno(int err)
+/* Invariant 6. Returns a positive errno for fuse_reply_err. */
+static int fe_errno(long err)
 {
 	if (err == -EBADMSG)
-		return -EIO;
+		return EIO;
 	if (err == -ENOKEY)
-		return -EACCES;
-	return err;
+		return EACCES;
+	return err < 0 ? (int)-err : EIO;
 }
 
-static ssize_t fe_errno_ssize(ssize_t n)
+/* ---- the table (all under fe->tbl) ---- */
+
+static size_t fe_hash_ino(uint64_t ino)
 {
-	return n < 0 ? fe_errno((int)n) : n;
+	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 48) & (FE_HASH_BUCKETS - 1);
 }
 
-/* Invariant 3. */
-static int fe_open_flags(int flags)
+static size_t fe_hash_name(const struct fe_node *parent, const char *name)
 {
-	if (!fe_state_get()->writeback)
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)parent;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return (size_t)(h >> 40) & (FE_HASH_BUCKETS - 1);
+}
+
+static struct fe_dentry *fe_dentry_find(struct fe *fe, struct fe_node *parent, const char *name)
+{
+	for (struct fe_dentry *d = fe->by_name[fe_hash_name(parent, name)]; d; d = d->hnext)
+		if (d->parent == parent && strcmp(d->name, name) == 0)
+			return d;
+	return NULL;
+}
+
+static void fe_node_maybe_free(struct fe *fe, struct fe_node *n);
+
+/* Unhook d from the name hash, its node's aliases and its parent; free it.
+ * The node and the parent may be freed as a result (invariant 1). */
+static void fe_dentry_drop(struct fe *fe, struct fe_dentry *d)
+{
+	struct fe_dentry **pp = &fe->by_name[fe_hash_name(d->parent, d->name)];
+	struct fe_node *parent = d->parent, *node = d->node;
+
+	while (*pp && *pp != d)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = d->hnext;
+	for (pp = &node->names; *pp; pp = &(*pp)->alias_next) {
+		if (*pp == d) {
+			*pp = d->alias_next;
+			break;
+		}
+	}
+	parent->nchild--;
+	free(d->name);
+	free(d);
+	fe_node_maybe_free(fe, node);
+	fe_node_maybe_free(fe, parent);
+}
+
+static void fe_node_maybe_free(struct fe *fe, struct fe_node *n)
+{
+	struct fe_node **pp;
+
+	if (n->is_root || n->nlookup || n->nopen || n->nchild)
+		return;
+	/* Names of a node nobody refers to are only cache: drop them. */
+	while (n->names) {
+		struct fe_dentry *d = n->names;
+
+		n->nchild++; /* keep n alive while its names go */
+		fe_dentry_drop(fe, d);
+		n->nchild--;
+	}
+	for (pp = &fe->by_ino[fe_hash_ino(n->ino)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == n) {
+			*pp = n->hnext;
+			break;
+		}
+	}
+	free(n);
+}
+
+/* Record that parent/name is the file with attributes st, and take one
+ * kernel lookup on its node. @return the node, or NULL (ENOMEM). */
+static struct fe_node *fe_node_learn(struct fe *fe, struct fe_node *parent, const char *name,
+				     const struct stat *st)
+{
+	struct fe_node *n;
+	struct fe_dentry *d;
+	size_t hi = fe_hash_ino((uint64_t)st->st_ino);
+
+	for (n = fe->by_ino[hi]; n; n = n->hnext)
+		if (n->ino == (uint64_t)st->st_ino)
+			break;
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (!n)
+			return NULL;
+		n->ino = (uint64_t)st->st_ino;
+		n->hnext = fe->by_ino[hi];
+		fe->by_ino[hi] = n;
+	}
+	n->nlookup++;
+	d = fe_dentry_find(fe, parent, name);
+	if (d && d->node == n)
+		return n;
+	if (d) {
+		/* The name now means another file. */
+		n->nlookup--;
+		n->nchild++;
+		fe_dentry_drop(fe, d);
+		n->nchild--;
+		n->nlookup++;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d || !(d->name = strdup(name))) {
+		free(d);
+		return n; /* still valid for this reply; it just has no path */
+	}
+	d->parent = parent;
+	d->node = n;
+	parent->nchild++;
+	size_t hn = fe_hash_name(parent, name);
+	d->hnext = fe->by_name[hn];
+	fe->by_name[hn] = d;
+	/* A new name goes last: the first name keeps the path stable. */
+	struct fe_dentry **pp = &n->names;
+	while (*pp)
+		pp = &(*pp)->alias_next;
+	*pp = d;
+	return n;
+}
+
+/* Length of n's path; 0 if it has no name (unlinked). */
+static size_t fe_path_len(const struct fe *fe, const struct fe_node *n)
+{
+	size_t len = 0;
+
+	if (n == &fe->root)
+		return 1;
+	while (n != &fe->root) {
+		if (!n->names)
+			return 0;
+		len += 1 + strlen(n->names->name);
+		n = n->names->parent;
+	}
+	return len;
+}
+
+/* The path of n, plus "/name" if name is given. Owned by the caller.
+ * NULL with *err = ENOENT for an unlinked node, ENOMEM on allocation. */
+static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *err)
+{
+	size_t base, extra = name ? strlen(name) + 1 : 0, pos;
+	char *p = NULL;
+
+	pthread_mutex_lock(&fe->tbl);
+	base = fe_path_len(fe, n);
+	if (base == 0) {
+		*err = ENOENT;
+		goto out;
+	}
+	p = malloc(base + extra + 1);
+	if (!p) {
+		*err = ENOMEM;
+		goto out;
+	}
+	if (n == &fe->root) {
+		pos = 0;
+		p[0] = '\0';
+	} else {
+		pos = base;
+		p[pos] = '\0';
+		for (const struct fe_node *c = n; c != &fe->root; c = c->names->parent) {
+			size_t l = strlen(c->names->name);
+
+			pos -= l;
+			memcpy(p + pos, c->names->name, l);
+			p[--pos] = '/';
+		}
+		pos = base;
+	}
+	if (name) {
+		p[pos++] = '/';
+		memcpy(p + pos, name, extra - 1);
+		pos += extra - 1;
+	} else if (n == &fe->root) {
+		p[pos++] = '/';
+	}
+	p[pos] = '\0';
+out:
+	pthread_mutex_unlock(&fe->tbl);
+	return p;
+}
+
+static void fe_entry_fill(struct fe *fe, struct fe_node *n, const struct stat *st, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = fe_nodeid(fe, n);
+	e->attr = *st;
+	e->attr_timeout = FE_ATTR_TIMEOUT;
+	e->entry_timeout = FE_ENTRY_TIMEOUT;
+}
+
+/* After a vault call created or found parent/name: learn it and reply with
+ * an entry (lookup, mkdir, mknod, symlink, link). */
+static void fe_reply_learned(fuse_req_t req, struct fe *fe, struct fe_node *parent, const char *name,
+			     const struct stat *st)
+{
+	struct fuse_entry_param e;
+	struct fe_node *n;
+
+	pthread_mutex_lock(&fe->tbl);
+	n = fe_node_learn(fe, parent, name, st);
+	pthread_mutex_unlock(&fe->tbl);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fe_entry_fill(fe, n, st, &e);
+	if (fuse_reply_entry(req, &e) != 0) {
+		pthread_mutex_lock(&fe->tbl);
+		n->nlookup--;
+		fe_node_maybe_free(fe, n);
+		pthread_mutex_unlock(&fe->tbl);
+	}
+}
+
+/* ---- lookups and attributes ---- */
+
+static void fe_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, parent);
+	struct fe_caller fc;
+	struct stat st;
+	char *path;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, pn, name, &err);
+	if (path)
+		err = -vault_getattr(fe->v, fe_caller_get(req, &fc), path, &st);
+	if (err == 0)
+		fe_reply_learned(req, fe, pn, name, &st);
+	pthread_rwlock_unlock(&fe->ns);
+	if (err)
+		fuse_reply_err(req, fe_errno(-err));
+	free(path);
+}
+
+static void fe_forget_one(struct fe *fe, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fe_node *n = fe_node_of(fe, ino);
+
+	if (n->is_root)
+		return;
+	n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
+	fe_node_maybe_free(fe, n);
+}
+
+static void fe_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fe *fe = fe_of(req);
+
+	pthread_mutex_lock(&fe->tbl);
+	fe_forget_one(fe, ino, nlookup);
+	pthread_mutex_unlock(&fe->tbl);
+	fuse_reply_none(req);
+}
+
+static void fe_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fe *fe = fe_of(req);
+
+	pthread_mutex_lock(&fe->tbl);
+	for (size_t i = 0; i < count; i++)
+		fe_forget_one(fe, forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&fe->tbl);
+	fuse_reply_none(req);
+}
+
+/* Any open handle of n, for calls on an unlinked node. Under tbl. */
+static struct vault_handle *fe_node_any_handle(struct fe_node *n)
+{
+	return n->files ? n->files->h : NULL;
+}
+
+/* Attributes of n: through fi or an open handle if there is one (cheap,
+ * and the only way for an unlinked file), else by path. Under ns shared. */
+static int fe_node_stat(fuse_req_t req, struct fe *fe, struct fe_node *n, struct fuse_file_info *fi,
+			struct stat *st)
+{
+	struct vault_handle *h = fi ? fe_file_of(fi)->h : NULL;
+	struct fe_caller fc;
+	char *path;
+	int err = 0;
+
+	if (!h) {
+		path = fe_path(fe, n, NULL, &err);
+		if (path) {
+			err = vault_getattr(fe->v, fe_caller_get(req, &fc), path, st);
+			free(path);
+			return err;
+		}
+		pthread_mutex_lock(&fe->tbl);
+		h = fe_node_any_handle(n);
+		pthread_mutex_unlock(&fe->tbl);
+		if (!h)
+			return -err;
+	}
+	return vault_fgetattr(fe->v, h, st);
+}
+
+static void fe_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fe *fe = fe_of(req);
+	struct stat st;
+	int err;
+
+	pthread_rwlock_rdlock(&fe->ns);
+	err = fe_node_stat(req, fe, fe_node_of(fe, ino), fi, &st);
+	pthread_rwlock_unlock(&fe->ns);
+	if (err)
+		fuse_reply_err(req, fe_errno(err));
+	else
+		fuse_reply_attr(req, &st, FE_ATTR_TIMEOUT);
+}
+
+/* setattr: one vault call per attribute asked for, in the order chmod(2),
+ * chown(2), truncate(2), utimensat(2) callers expect. An unlinked file's
+ * size still changes through a handle; its times are dropped (nothing can
+ * look it up again); its mode and owner cannot change (ENOENT). */
+static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *n = fe_node_of(fe, ino);
+	struct vault_handle *h = fi ? fe_file_of(fi)->h : NULL;
+	const struct vault_caller *c;
+	struct fe_caller fc;
+	struct stat st;
+	char *path;
+	int err = 0, perr = 0;
+
+	c = fe_caller_get(req, &fc);
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, n, NULL, &perr);
+	if (to_set & FUSE_SET_ATTR_MODE)
+		err = path ? vault_chmod(fe->v, c, path, attr->st_mode & 07777) : -perr;
+	if (!err && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
+		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		err = path ? vault_chown(fe->v, c, path, uid, gid) : -perr;
+	}
+	if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
+		if (attr->st_size < 0) {
+			err = -EINVAL;
+		} else if (h || !path) {
+			if (!h) {
+				pthread_mutex_lock(&fe->tbl);
+				h = fe_node_any_handle(n);
+				pthread_mutex_unlock(&fe->tbl);
+			}
+			err = h ? vault_ftruncate(h, (uint64_t)attr->st_size) : -perr;
+		} else {
+			err = vault_truncate(fe->v, c, path, (uint64_t)attr->st_size);
+		}
+	}
+	if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) && path) {
+		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } };
+
+		if (to_set & FUSE_SET_ATTR_ATIME)
+			ts[0] = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? (struct timespec){ 0, UTIME_NOW } : attr->st_atim;
+		if (to_set & FUSE_SET_ATTR_MTIME)
+			ts[1] = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (struct timespec){ 0, UTIME_NOW } : attr->st_mtim;
+		err = vault_utimens(fe->v, c, path, ts);
+	}
+	if (!err)
+		err = fe_node_stat(req, fe, n, fi, &st);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	if (err)
+		fuse_reply_err(req, fe_errno(err));
+	else
+		fuse_reply_attr(req, &st, FE_ATTR_TIMEOUT);
+}
+
+static void fe_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs st;
+	int err = vault_statfs(fe_of(req)->v, &st);
+
+	if (err)
+		fuse_reply_err(req, fe_errno(err));
+	else
+		fuse_reply_statfs(req, &st);
+}
+
+/* ---- creating names ---- */
+
+/* mkdir, mknod, symlink: one vault call on parent/name, then the entry. */
+enum fe_make { FE_MKDIR, FE_MKNOD, FE_SYMLINK };
+
+static void fe_make(fuse_req_t req, fuse_ino_t parent, const char *name, enum fe_make what, mode_t mode,
+		    dev_t rdev, const char *target)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, parent);
+	const struct vault_caller *c;
+	struct fe_caller fc;
+	struct stat st;
+	char *path;
+	int err = 0;
+
+	c = fe_caller_get(req, &fc);
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, pn, name, &err);
+	if (path) {
+		err = what == FE_MKDIR	? vault_mkdir(fe->v, c, path, mode)
+		      : what == FE_MKNOD ? vault_mknod(fe->v, c, path, mode, rdev)
+					 : vault_symlink(fe->v, c, target, path);
+		if (!err)
+			err = vault_getattr(fe->v, c, path, &st);
+		err = -err;
+	}
+	if (!err)
+		fe_reply_learned(req, fe, pn, name, &st);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	if (err)
+		fuse_reply_err(req, fe_errno(-err));
+}
+
+static void fe_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fe_make(req, parent, name, FE_MKDIR, mode, 0, NULL);
+}
+
+static void fe_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	fe_make(req, parent, name, FE_MKNOD, mode, rdev, NULL);
+}
+
+static void fe_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const char *name)
+{
+	fe_make(req, parent, name, FE_SYMLINK, 0, 0, target);
+}
+
+static void fe_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, newparent);
+	const struct vault_caller *c;
+	struct fe_caller fc;
+	struct stat st;
+	char *from, *to = NULL;
+	int err = 0;
+
+	c = fe_caller_get(req, &fc);
+	pthread_rwlock_rdlock(&fe->ns);
+	from = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (from)
+		to = fe_path(fe, pn, newname, &err);
+	if (to) {
+		err = vault_link(fe->v, c, from, to);
+		if (!err)
+			err = vault_getattr(fe->v, c, to, &st);
+		err = -err;
+	}
+	if (!err)
+		fe_reply_learned(req, fe, pn, newname, &st);
+	pthread_rwlock_unlock(&fe->ns);
+	free(from);
+	free(to);
+	if (err)
+		fuse_reply_err(req, fe_errno(-err));
+}
+
+static void fe_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_caller fc;
+	char *path, *buf = NULL;
+	ssize_t n = 0;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (path) {
+		buf = malloc(PATH_MAX + 1);
+		n = buf ? vault_readlink(fe->v, fe_caller_get(req, &fc), path, buf, PATH_MAX) : -ENOMEM;
+		err = n < 0 ? (int)-n : 0;
+	}
+	pthread_rwlock_unlock(&fe->ns);
+	if (err) {
+		fuse_reply_err(req, fe_errno(-err));
+	} else {
+		buf[n] = '\0';
+		fuse_reply_readlink(req, buf);
+	}
+	free(buf);
+	free(path);
+}
+
+/* ---- removing and moving names (ns exclusive, invariant 2) ---- */
+
+static void fe_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, parent);
+	const struct vault_caller *c;
+	struct fe_caller fc;
+	char *path;
+	int err = 0;
+
+	c = fe_caller_get(req, &fc);
+	pthread_rwlock_wrlock(&fe->ns);
+	path = fe_path(fe, pn, name, &err);
+	if (path) {
+		err = -(dir ? vault_rmdir(fe->v, c, path) : vault_unlink(fe->v, c, path));
+		if (!err) {
+			struct fe_dentry *d;
+
+			pthread_mutex_lock(&fe->tbl);
+			d = fe_dentry_find(fe, pn, name);
+			if (d)
+				fe_dentry_drop(fe, d);
+			pthread_mutex_unlock(&fe->tbl);
+		}
+	}
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	fuse_reply_err(req, err ? fe_errno(-err) : 0);
+}
+
+static void fe_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fe_remove(req, parent, name, false);
+}
+
+static void fe_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fe_remove(req, parent, name, true);
+}
+
+/* Move dentry d to (parent, name) in the table. Under tbl. */
+static int fe_dentry_move(struct fe *fe, struct fe_dentry *d, struct fe_node *parent, const char *name)
+{
+	char *copy = strdup(name);
+	struct fe_dentry **pp;
+	size_t h;
+
+	if (!copy)
+		return -ENOMEM;
+	for (pp = &fe->by_name[fe_hash_name(d->parent, d->name)]; *pp; pp = &(*pp)->hnext) {
+		if (*pp == d) {
+			*pp = d->hnext;
+			break;
+		}
+	}
+	parent->nchild++;
+	d->parent->nchild--;
+	{
+		struct fe_node *old = d->parent;
+
+		d->parent = parent;
+		free(d->name);
+		d->name = copy;
+		h = fe_hash_name(parent, name);
+		d->hnext = fe->by_name[h];
+		fe->by_name[h] = d;
+		fe_node_maybe_free(fe, old);
+	}
+	return 0;
+}
+
+static void fe_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, parent), *npn = fe_node_of(fe, newparent);
+	const struct vault_caller *c;
+	struct fe_caller fc;
+	char *from, *to = NULL;
+	int err = 0;
+
+	c = fe_caller_get(req, &fc);
+	pthread_rwlock_wrlock(&fe->ns);
+	from = fe_path(fe, pn, name, &err);
+	if (from)
+		to = fe_path(fe, npn, newname, &err);
+	if (to) {
+		err = -vault_rename(fe->v, c, from, to, flags);
+		if (!err) {
+			struct fe_dentry *src, *dst;
+
+			pthread_mutex_lock(&fe->tbl);
+			src = fe_dentry_find(fe, pn, name);
+			dst = fe_dentry_find(fe, npn, newname);
+			if (flags & RENAME_EXCHANGE) {
+				/* Swap which node each name means. */
+				if (src && dst) {
+					struct fe_node *a = src->node, *b = dst->node;
+					struct fe_dentry **pp;
+
+					for (pp = &a->names; *pp && *pp != src; pp = &(*pp)->alias_next)
+						;
+					if (*pp)
+						*pp = src->alias_next;
+					for (pp = &b->names; *pp && *pp != dst; pp = &(*pp)->alias_next)
+						;
+					if (*pp)
+						*pp = dst->alias_next;
+					src->node = b;
+					dst->node = a;
+					src->alias_next = b->names;
+					b->names = src;
+					dst->alias_next = a->names;
+					a->names = dst;
+				} else if (src) {
+					fe_dentry_drop(fe, src);
+				} else if (dst) {
+					fe_dentry_drop(fe, dst);
+				}
+			} else {
+				if (dst && dst != src) {
+					/* Keep src's node alive while dst goes. */
+					if (src)
+						src->node->nchild++;
+					fe_dentry_drop(fe, dst);
+					if (src)
+						src->node->nchild--;
+				}
+				if (src && fe_dentry_move(fe, src, npn, newname) != 0)
+					fe_dentry_drop(fe, src);
+			}
+			pthread_mutex_unlock(&fe->tbl);
+		}
+	}
+	pthread_rwlock_unlock(&fe->ns);
+	free(from);
+	free(to);
+	fuse_reply_err(req, err ? fe_errno(-err) : 0);
+}
+
+/* ---- files ---- */
+
+/* Invariant 4. */
+static int fe_open_flags(struct fe *fe, int flags)
+{
+	if (!fe->writeback)
 		return flags;
 	if ((flags & O_ACCMODE) == O_WRONLY)
 		flags = (flags & ~O_ACCMODE) | O_RDWR;
 	return flags & ~O_APPEND;
-}
-
-/* Invariant 4: a slot per (path, inode), direct-mapped; a collision only
- * costs a cache invalidation. */
-static uint64_t fe_path_hash(const char *path)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	return h;
-}
-
-static uint64_t fe_cache_key(uint64_t path_hash, ino_t ino)
-{
-	uint64_t h = path_hash ^ ((uint64_t)ino * 0x9e3779b97f4a7c15ull);
-
-	return h ? h : 1;
 }
 
 static bool fe_ts_equal(const struct timespec *a, const struct timespec *b)
@@ -161,385 +824,460 @@ static bool fe_ts_equal(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-static bool fe_cache_unchanged(uint64_t path_hash, const struct stat *st)
+/* Wrap a fresh handle for node n; decide keep_cache (invariant 5). Under
+ * ns shared. On failure the handle is released. */
+static int fe_file_attach(struct fe *fe, struct fe_node *n, struct vault_handle *h, const struct stat *st,
+			  struct fuse_file_info *fi)
 {
-	struct fe_state *s = fe_state_get();
-	uint64_t key = fe_cache_key(path_hash, st->st_ino);
-	struct fe_cache_slot *slot = &s->cache[key % FE_CACHE_SLOTS];
-	bool same;
-
-	pthread_mutex_lock(&s->cache_lock);
-	same = slot->key == key && slot->size == st->st_size && fe_ts_equal(&slot->mtime, &st->st_mtim) &&
-	       fe_ts_equal(&slot->ctime, &st->st_ctim);
-	pthread_mutex_unlock(&s->cache_lock);
-	return same;
-}
-
-static void fe_cache_record(uint64_t path_hash, const struct stat *st)
-{
-	struct fe_state *s = fe_state_get();
-	uint64_t key = fe_cache_key(path_hash, st->st_ino);
-	struct fe_cache_slot *slot = &s->cache[key % FE_CACHE_SLOTS];
-
-	pthread_mutex_lock(&s->cache_lock);
-	slot->key = key;
-	slot->size = st->st_size;
-	slot->mtime = st->st_mtim;
-	slot->ctime = st->st_ctim;
-	pthread_mutex_unlock(&s->cache_lock);
-}
-
-/* After a successful open or create: wrap the handle, decide keep_cache
- * (invariant 4). On failure the handle is released. */
-static int fe_open_done(const char *path, struct fuse_file_info *fi, struct vault_handle *h)
-{
-	struct fe_file *ff = malloc(sizeof(*ff));
-	struct stat st;
+	struct fe_file *ff = calloc(1, sizeof(*ff));
 
 	if (!ff) {
-		vault_release(fe_vault(), h);
+		vault_release(fe->v, h);
 		return -ENOMEM;
 	}
 	ff->h = h;
-	ff->path_hash = fe_path_hash(path);
+	ff->node = n;
+	pthread_mutex_lock(&fe->tbl);
+	fi->keep_cache = n->cache_valid && n->cache_size == st->st_size &&
+			 fe_ts_equal(&n->cache_mtime, &st->st_mtim) && fe_ts_equal(&n->cache_ctime, &st->st_ctim);
+	n->nopen++;
+	ff->next = n->files;
+	if (n->files)
+		n->files->prev = ff;
+	n->files = ff;
+	pthread_mutex_unlock(&fe->tbl);
 	fi->fh = (uint64_t)(uintptr_t)ff;
-	fi->keep_cache = 0;
-	if (vault_fgetattr(fe_vault(), h, &st) == 0 && fe_cache_unchanged(ff->path_hash, &st))
-		fi->keep_cache = 1;
 	return 0;
 }
 
-/* ---- attributes ---- */
-
-static int fe_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct fe *fe = fe_of(req);
+	struct fe_node *n = fe_node_of(fe, ino);
+	struct vault_handle *h = NULL;
 	struct fe_caller fc;
+	struct stat st;
+	char *path;
+	int err = 0;
 
-	if (fi)
-		return fe_errno(vault_fgetattr(fe_vault(), fe_handle(fi), st));
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_getattr(fe_vault(), fe_caller_get(&fc), path, st));
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, n, NULL, &err);
+	if (path) {
+		err = -vault_open_file(fe->v, fe_caller_get(req, &fc), path, fe_open_flags(fe, fi->flags), &h);
+		if (!err)
+			err = -vault_fgetattr(fe->v, h, &st);
+		/* The name was ours under ns; a different file means the store
+		 * changed under us: let the kernel look the name up again. */
+		if (!err && (uint64_t)st.st_ino != n->ino)
+			err = ESTALE;
+		if (err && h)
+			vault_release(fe->v, h);
+		if (!err)
+			err = -fe_file_attach(fe, n, h, &st, fi);
+	}
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	if (err) {
+		fuse_reply_err(req, fe_errno(-err));
+		return;
+	}
+	if (fuse_reply_open(req, fi) != 0) {
+		/* Interrupted: the kernel will not release what it never saw. */
+		struct fe_file *ff = fe_file_of(fi);
+
+		pthread_mutex_lock(&fe->tbl);
+		n->nopen--;
+		if (ff->prev)
+			ff->prev->next = ff->next;
+		else
+			n->files = ff->next;
+		if (ff->next)
+			ff->next->prev = ff->prev;
+		fe_node_maybe_free(fe, n);
+		pthread_mutex_unlock(&fe->tbl);
+		vault_release(fe->v, ff->h);
+		free(ff);
+	}
 }
 
-static int fe_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+static void fe_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
 {
+	struct fe *fe = fe_of(req);
+	struct fe_node *pn = fe_node_of(fe, parent), *n = NULL;
+	struct vault_handle *h = NULL;
+	struct fuse_entry_param e;
 	struct fe_caller fc;
+	struct stat st;
+	char *path;
+	int err = 0;
 
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_chmod(fe_vault(), fe_caller_get(&fc), path, mode));
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, pn, name, &err);
+	if (path) {
+		err = -vault_create(fe->v, fe_caller_get(req, &fc), path, mode, fe_open_flags(fe, fi->flags), &h);
+		if (!err) {
+			err = -vault_fgetattr(fe->v, h, &st);
+			if (err)
+				vault_release(fe->v, h);
+		}
+	}
+	if (!err) {
+		pthread_mutex_lock(&fe->tbl);
+		n = fe_node_learn(fe, pn, name, &st);
+		pthread_mutex_unlock(&fe->tbl);
+		if (!n) {
+			vault_release(fe->v, h);
+			err = ENOMEM;
+		}
+	}
+	if (!err)
+		err = -fe_file_attach(fe, n, h, &st, fi);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	if (err) {
+		if (n) {
+			pthread_mutex_lock(&fe->tbl);
+			n->nlookup--;
+			fe_node_maybe_free(fe, n);
+			pthread_mutex_unlock(&fe->tbl);
+		}
+		fuse_reply_err(req, fe_errno(-err));
+		return;
+	}
+	fe_entry_fill(fe, n, &st, &e);
+	fuse_reply_create(req, &e, fi);
 }
 
-static int fe_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
+static void fe_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct fe_caller fc;
+	char *buf = malloc(size ? size : 1);
+	ssize_t n;
 
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_chown(fe_vault(), fe_caller_get(&fc), path, uid, gid));
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n = off < 0 ? -EINVAL : vault_read(fe_file_of(fi)->h, buf, size, (uint64_t)off);
+	if (n < 0)
+		fuse_reply_err(req, fe_errno(n));
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
 }
 
-static int fe_utimens(const char *path, const struct timespec ts[2], struct fuse_file_info *fi)
+static void fe_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
 {
-	struct fe_caller fc;
+	ssize_t n = off < 0 ? -EINVAL : vault_write(fe_file_of(fi)->h, buf, size, (uint64_t)off);
 
-	if (!path)
-		return fi ? 0 : -ENOENT; /* invariant 5 */
-	return fe_errno(vault_utimens(fe_vault(), fe_caller_get(&fc), path, ts));
+	if (n < 0)
+		fuse_reply_err(req, fe_errno(n));
+	else
+		fuse_reply_write(req, (size_t)n);
 }
 
-static int fe_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static void fe_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fe_caller fc;
+	int err = vault_flush(fe_file_of(fi)->h);
 
-	if (size < 0)
-		return -EINVAL;
-	if (fi)
-		return fe_errno(vault_ftruncate(fe_handle(fi), (uint64_t)size));
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_truncate(fe_vault(), fe_caller_get(&fc), path, (uint64_t)size));
+	fuse_reply_err(req, err ? fe_errno(err) : 0);
 }
 
-static int fe_statfs(const char *path, struct statvfs *st)
+static void fe_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	return fe_errno(vault_statfs(fe_vault(), st));
+	int err = vault_fsync(fe_file_of(fi)->h, datasync != 0);
+
+	fuse_reply_err(req, err ? fe_errno(err) : 0);
+}
+
+static void fe_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_file *ff = fe_file_of(fi);
+	struct fe_node *n = ff->node;
+	struct stat st;
+	bool have = vault_fgetattr(fe->v, ff->h, &st) == 0;
+	int err;
+
+	pthread_mutex_lock(&fe->tbl);
+	/* Invariant 5: what this inode's pages now hold. */
+	n->cache_valid = have;
+	if (have) {
+		n->cache_size = st.st_size;
+		n->cache_mtime = st.st_mtim;
+		n->cache_ctime = st.st_ctim;
+	}
+	if (ff->prev)
+		ff->prev->next = ff->next;
+	else
+		n->files = ff->next;
+	if (ff->next)
+		ff->next->prev = ff->prev;
+	pthread_mutex_unlock(&fe->tbl);
+	err = vault_release(fe->v, ff->h);
+	pthread_mutex_lock(&fe->tbl);
+	n->nopen--;
+	fe_node_maybe_free(fe, n);
+	pthread_mutex_unlock(&fe->tbl);
+	free(ff);
+	fuse_reply_err(req, err ? fe_errno(err) : 0);
+}
+
+static void fe_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+			 struct fuse_file_info *fi)
+{
+	int err = off < 0 || len <= 0 ? -EINVAL
+				       : vault_fallocate(fe_file_of(fi)->h, mode, (uint64_t)off, (uint64_t)len);
+
+	fuse_reply_err(req, err ? fe_errno(err) : 0);
+}
+
+static void fe_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+	off_t r = vault_lseek(fe_file_of(fi)->h, off, whence);
+
+	if (r < 0)
+		fuse_reply_err(req, fe_errno(r));
+	else
+		fuse_reply_lseek(req, r);
 }
 
 /* ---- directories ---- */
 
-/* An open directory carries the path it was opened by (owned by fi->fh
- * until releasedir), for the rare readdir that libfuse gives no path (a
- * directory removed while open). */
-static int fe_opendir(const char *path, struct fuse_file_info *fi)
+static void fe_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	char *copy = strdup(path ? path : "/");
+	struct fe_dir *d = calloc(1, sizeof(*d));
 
-	if (!copy)
-		return -ENOMEM;
-	fi->fh = (uint64_t)(uintptr_t)copy;
-	return 0;
+	if (!d) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	fi->fh = (uint64_t)(uintptr_t)d;
+	if (fuse_reply_open(req, fi) != 0) {
+		pthread_mutex_destroy(&d->lock);
+		free(d);
+	}
 }
 
-static int fe_releasedir(const char *path, struct fuse_file_info *fi)
+static void fe_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	free((char *)(uintptr_t)fi->fh);
-	return 0;
+	struct fe_dir *d = (struct fe_dir *)(uintptr_t)fi->fh;
+
+	vault_dirlist_free(&d->l);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+	fuse_reply_err(req, 0);
 }
 
-static int fe_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off, struct fuse_file_info *fi,
-		      enum fuse_readdir_flags flags)
+/* Entries are ".", "..", then the listing; an entry's offset is its index
+ * + 1. The listing is fetched at offset 0 (a rewinddir refetches). */
+static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+			      bool plus)
 {
+	struct fe *fe = fe_of(req);
+	struct fe_node *dn = fe_node_of(fe, ino);
+	struct fe_dir *d = (struct fe_dir *)(uintptr_t)fi->fh;
 	struct fe_caller fc;
-	struct vault_dirlist l = { 0 };
-	bool plus = flags & FUSE_READDIR_PLUS;
-	int err;
+	char *buf = NULL, *path = NULL;
+	size_t used = 0;
+	int err = 0;
 
-	if (!path)
-		path = (const char *)(uintptr_t)fi->fh;
-	err = vault_readdir(fe_vault(), fe_caller_get(&fc), path, plus, &l);
-	if (err)
-		return fe_errno(err);
-	/* Offsets of 0: libfuse keeps the whole listing and pages it out. */
-	if (fill(buf, ".", NULL, 0, 0) || fill(buf, "..", NULL, 0, 0))
+	pthread_mutex_lock(&d->lock);
+	pthread_rwlock_rdlock(&fe->ns);
+	if (off == 0 || !d->have || (plus && !d->plus)) {
+		vault_dirlist_free(&d->l);
+		d->have = false;
+		path = fe_path(fe, dn, NULL, &err);
+		if (!path)
+			goto out;
+		err = -vault_readdir(fe->v, fe_caller_get(req, &fc), path, plus, &d->l);
+		if (err)
+			goto out;
+		d->have = true;
+		d->plus = plus;
+	}
+	buf = malloc(size);
+	if (!buf) {
+		err = ENOMEM;
 		goto out;
-	for (size_t i = 0; i < l.n; i++) {
-		const struct vault_dirent *e = &l.ents[i];
-		int r;
+	}
+	for (size_t i = (size_t)off; i < d->l.n + 2; i++) {
+		const char *name = i == 0 ? "." : i == 1 ? ".." : d->l.ents[i - 2].name;
+		struct stat st = { 0 };
+		size_t need;
 
-		if (plus)
-			r = fill(buf, e->name, &e->st, 0, FUSE_FILL_DIR_PLUS);
+		if (i >= 2)
+			st = d->l.ents[i - 2].st;
 		else
-			r = fill(buf, e->name, e->st.st_ino ? &e->st : NULL, 0, 0);
-		if (r)
+			st.st_mode = S_IFDIR;
+		if (!plus) {
+			if (st.st_ino == 0)
+				st.st_ino = FE_UNKNOWN_INO;
+			need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+		} else if (i < 2) {
+			struct fuse_entry_param e = { 0 };
+
+			e.attr.st_mode = S_IFDIR;
+			e.attr.st_ino = FE_UNKNOWN_INO;
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+		} else {
+			struct fuse_entry_param e;
+			struct fe_node *n;
+
+			/* Take the lookup first; give it back if it does not fit. */
+			pthread_mutex_lock(&fe->tbl);
+			n = fe_node_learn(fe, dn, name, &st);
+			pthread_mutex_unlock(&fe->tbl);
+			if (!n) {
+				if (used == 0)
+					err = ENOMEM;
+				break;
+			}
+			fe_entry_fill(fe, n, &st, &e);
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+			if (need > size - used) {
+				pthread_mutex_lock(&fe->tbl);
+				n->nlookup--;
+				fe_node_maybe_free(fe, n);
+				pthread_mutex_unlock(&fe->tbl);
+			}
+		}
+		if (need > size - used)
 			break;
+		used += need;
 	}
 out:
-	vault_dirlist_free(&l);
-	return 0;
-}
-
-static int fe_mkdir(const char *path, mode_t mode)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_mkdir(fe_vault(), fe_caller_get(&fc), path, mode));
-}
-
-static int fe_rmdir(const char *path)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_rmdir(fe_vault(), fe_caller_get(&fc), path));
-}
-
-/* Directories are made durable by the vault as they change; an fsync of a
- * directory also seals what is dirty, which is what a caller syncing a
- * directory after creating a file inside it expects. */
-static int fe_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
-{
-	return fe_errno(vault_sync(fe_vault()));
-}
-
-/* ---- names ---- */
-
-static int fe_unlink(const char *path)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_unlink(fe_vault(), fe_caller_get(&fc), path));
-}
-
-static int fe_rename(const char *from, const char *to, unsigned int flags)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_rename(fe_vault(), fe_caller_get(&fc), from, to, flags));
-}
-
-static int fe_link(const char *from, const char *to)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_link(fe_vault(), fe_caller_get(&fc), from, to));
-}
-
-static int fe_symlink(const char *target, const char *path)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_symlink(fe_vault(), fe_caller_get(&fc), target, path));
-}
-
-static int fe_readlink(const char *path, char *buf, size_t size)
-{
-	struct fe_caller fc;
-	ssize_t n;
-
-	if (size == 0)
-		return -EINVAL;
-	n = vault_readlink(fe_vault(), fe_caller_get(&fc), path, buf, size - 1);
-	if (n < 0)
-		return fe_errno((int)n);
-	buf[(size_t)n < size - 1 ? (size_t)n : size - 1] = '\0';
-	return 0;
-}
-
-static int fe_mknod(const char *path, mode_t mode, dev_t rdev)
-{
-	struct fe_caller fc;
-
-	return fe_errno(vault_mknod(fe_vault(), fe_caller_get(&fc), path, mode, rdev));
-}
-
-/* ---- files ---- */
-
-static int fe_create(const char *path, mode_t mode, struct fuse_file_info *fi)
-{
-	struct fe_caller fc;
-	struct vault_handle *h = NULL;
-	int err;
-
-	err = vault_create(fe_vault(), fe_caller_get(&fc), path, mode, fe_open_flags(fi->flags), &h);
+	pthread_rwlock_unlock(&fe->ns);
+	pthread_mutex_unlock(&d->lock);
 	if (err)
-		return fe_errno(err);
-	return fe_open_done(path, fi, h);
+		fuse_reply_err(req, fe_errno(-err));
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+	free(path);
 }
 
-static int fe_open(const char *path, struct fuse_file_info *fi)
+static void fe_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct fe_caller fc;
-	struct vault_handle *h = NULL;
-	int err;
-
-	err = vault_open_file(fe_vault(), fe_caller_get(&fc), path, fe_open_flags(fi->flags), &h);
-	if (err)
-		return fe_errno(err);
-	return fe_open_done(path, fi, h);
+	fe_readdir_common(req, ino, size, off, fi, false);
 }
 
-static int fe_read(const char *path, char *buf, size_t n, off_t off, struct fuse_file_info *fi)
+static void fe_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	ssize_t r;
-
-	if (off < 0)
-		return -EINVAL;
-	r = fe_errno_ssize(vault_read(fe_handle(fi), buf, n, (uint64_t)off));
-	return (int)r; /* n <= max_read, far below INT_MAX */
+	fe_readdir_common(req, ino, size, off, fi, true);
 }
 
-static int fe_write(const char *path, const char *buf, size_t n, off_t off, struct fuse_file_info *fi)
+/* Directories are made durable by the vault as they change; syncing one
+ * also seals what is dirty, which is what a caller syncing a directory
+ * after creating a file inside it expects. */
+static void fe_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	ssize_t r;
+	int err = vault_sync(fe_of(req)->v);
 
-	if (off < 0)
-		return -EINVAL;
-	r = fe_errno_ssize(vault_write(fe_handle(fi), buf, n, (uint64_t)off));
-	return (int)r;
-}
-
-static int fe_flush(const char *path, struct fuse_file_info *fi)
-{
-	return fe_errno(vault_flush(fe_handle(fi)));
-}
-
-static int fe_fsync(const char *path, int datasync, struct fuse_file_info *fi)
-{
-	return fe_errno(vault_fsync(fe_handle(fi), datasync != 0));
-}
-
-static int fe_release(const char *path, struct fuse_file_info *fi)
-{
-	struct fe_file *ff = fe_file_of(fi);
-	struct stat st;
-	int err;
-
-	/* Record what this path's pages now hold (invariant 4). */
-	if (vault_fgetattr(fe_vault(), ff->h, &st) == 0)
-		fe_cache_record(ff->path_hash, &st);
-	err = vault_release(fe_vault(), ff->h);
-	free(ff);
-	return fe_errno(err);
-}
-
-static int fe_fallocate(const char *path, int mode, off_t off, off_t len, struct fuse_file_info *fi)
-{
-	if (off < 0 || len <= 0)
-		return -EINVAL;
-	return fe_errno(vault_fallocate(fe_handle(fi), mode, (uint64_t)off, (uint64_t)len));
-}
-
-static off_t fe_lseek(const char *path, off_t off, int whence, struct fuse_file_info *fi)
-{
-	off_t r = vault_lseek(fe_handle(fi), off, whence);
-
-	return r < 0 ? fe_errno((int)r) : r;
+	fuse_reply_err(req, err ? fe_errno(err) : 0);
 }
 
 /* ---- extended attributes ---- */
 
-static int fe_setxattr(const char *path, const char *name, const char *val, size_t len, int flags)
+static void fe_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+			int flags)
 {
+	struct fe *fe = fe_of(req);
 	struct fe_caller fc;
+	char *path;
+	int err = 0;
 
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_setxattr(fe_vault(), fe_caller_get(&fc), path, name, val, len, flags));
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (path)
+		err = -vault_setxattr(fe->v, fe_caller_get(req, &fc), path, name, value, size, flags);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	fuse_reply_err(req, err ? fe_errno(-err) : 0);
 }
 
-static int fe_getxattr(const char *path, const char *name, char *val, size_t cap)
+/* getxattr and listxattr: size 0 asks for the length only. */
+static void fe_xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	struct fe *fe = fe_of(req);
 	struct fe_caller fc;
+	const struct vault_caller *c;
+	char *path, *buf = NULL;
+	ssize_t n = 0;
+	int err = 0;
 
-	if (!path)
-		return -ENOENT;
-	return (int)fe_errno_ssize(vault_getxattr(fe_vault(), fe_caller_get(&fc), path, name, val, cap));
+	c = fe_caller_get(req, &fc);
+	if (size) {
+		buf = malloc(size);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+	}
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (path) {
+		n = name ? vault_getxattr(fe->v, c, path, name, buf, size) : vault_listxattr(fe->v, c, path, buf, size);
+		if (n < 0)
+			err = (int)-n;
+	}
+	pthread_rwlock_unlock(&fe->ns);
+	if (err)
+		fuse_reply_err(req, fe_errno(-err));
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+	free(buf);
+	free(path);
 }
 
-static int fe_listxattr(const char *path, char *out, size_t cap)
+static void fe_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-	struct fe_caller fc;
-
-	if (!path)
-		return -ENOENT;
-	return (int)fe_errno_ssize(vault_listxattr(fe_vault(), fe_caller_get(&fc), path, out, cap));
+	fe_xattr_read(req, ino, name, size);
 }
 
-static int fe_removexattr(const char *path, const char *name)
+static void fe_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct fe_caller fc;
+	fe_xattr_read(req, ino, NULL, size);
+}
 
-	if (!path)
-		return -ENOENT;
-	return fe_errno(vault_removexattr(fe_vault(), fe_caller_get(&fc), path, name));
+static void fe_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fe *fe = fe_of(req);
+	struct fe_caller fc;
+	char *path;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (path)
+		err = -vault_removexattr(fe->v, fe_caller_get(req, &fc), path, name);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	fuse_reply_err(req, err ? fe_errno(-err) : 0);
 }
 
 /* ---- session ---- */
 
-static void *fe_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void fe_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct fe_state *s = fe_state_get();
+	struct fe *fe = userdata;
 
-	cfg->use_ino = 1;
-	cfg->hard_remove = 1; /* no .fuse_hidden files: the vault keeps unlinked open files */
-	cfg->nullpath_ok = 0; /* else libfuse drops the path of every op that has a handle */
-	cfg->entry_timeout = FE_ENTRY_TIMEOUT;
-	cfg->attr_timeout = FE_ATTR_TIMEOUT;
-	cfg->negative_timeout = 0;
-	cfg->kernel_cache = 0;
-	cfg->auto_cache = 0;
-
-	if ((conn->capable & FUSE_CAP_WRITEBACK_CACHE) && !s->o->read_only) {
+	if ((conn->capable & FUSE_CAP_WRITEBACK_CACHE) && !fe->o->read_only) {
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
-		s->writeback = true;
+		fe->writeback = true;
 	}
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;
 	/* The vault applies the umask itself, or a default ACL instead. */
 	if (conn->capable & FUSE_CAP_DONT_MASK)
 		conn->want |= FUSE_CAP_DONT_MASK;
-	/* Invariant 1. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | (conn->capable & FUSE_CAP_READDIRPLUS_AUTO);
+	/* Invariant 3. */
 	conn->want &= ~FUSE_CAP_NO_OPEN_SUPPORT;
 	/* Locks stay in the kernel (one host per writable vault). */
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
@@ -547,22 +1285,25 @@ static void *fe_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	conn->max_write = FE_MAX_WRITE_BYTES;
 	conn->time_gran = 1;
 
-	if (s->o->ready_fd >= 0) {
+	if (fe->o->ready_fd >= 0) {
 		const char ok = 0;
 
-		if (write(s->o->ready_fd, &ok, 1) != 1)
+		if (write(fe->o->ready_fd, &ok, 1) != 1)
 			perror("strongroom: ready pipe");
-		close(s->o->ready_fd);
-		s->ready_closed = true;
+		close(fe->o->ready_fd);
+		fe->ready_closed = true;
 	}
-	if (s->o->log_fd >= 0)
-		dup2(s->o->log_fd, STDERR_FILENO);
-	return s;
+	if (fe->o->log_fd >= 0)
+		dup2(fe->o->log_fd, STDERR_FILENO);
 }
 
-static const struct fuse_operations fe_ops = {
+static const struct fuse_lowlevel_ops fe_ops = {
 	.init = fe_init,
+	.lookup = fe_lookup,
+	.forget = fe_forget,
+	.forget_multi = fe_forget_multi,
 	.getattr = fe_getattr,
+	.setattr = fe_setattr,
 	.readlink = fe_readlink,
 	.mknod = fe_mknod,
 	.mkdir = fe_mkdir,
@@ -571,31 +1312,28 @@ static const struct fuse_operations fe_ops = {
 	.symlink = fe_symlink,
 	.rename = fe_rename,
 	.link = fe_link,
-	.chmod = fe_chmod,
-	.chown = fe_chown,
-	.truncate = fe_truncate,
 	.open = fe_open,
 	.read = fe_read,
 	.write = fe_write,
-	.statfs = fe_statfs,
 	.flush = fe_flush,
 	.release = fe_release,
 	.fsync = fe_fsync,
+	.opendir = fe_opendir,
+	.readdir = fe_readdir,
+	.readdirplus = fe_readdirplus,
+	.releasedir = fe_releasedir,
+	.fsyncdir = fe_fsyncdir,
+	.statfs = fe_statfs,
 	.setxattr = fe_setxattr,
 	.getxattr = fe_getxattr,
 	.listxattr = fe_listxattr,
 	.removexattr = fe_removexattr,
-	.opendir = fe_opendir,
-	.readdir = fe_readdir,
-	.releasedir = fe_releasedir,
-	.fsyncdir = fe_fsyncdir,
 	.create = fe_create,
-	.utimens = fe_utimens,
 	.fallocate = fe_fallocate,
 	.lseek = fe_lseek,
 };
 
-/* "-o" options for fuse_new: ours first, the caller's extra ones last. */
+/* "-o" options for the session: ours first, the caller's extra ones last. */
 static int fe_args_build(const struct fe_options *o, struct fuse_args *args)
 {
 	char *opts = NULL;
@@ -628,39 +1366,70 @@ out:
 	return err;
 }
 
+/* Free what is left of the table after the session ended. */
+static void fe_table_free(struct fe *fe)
+{
+	for (size_t i = 0; i < FE_HASH_BUCKETS; i++) {
+		while (fe->by_name[i]) {
+			struct fe_dentry *d = fe->by_name[i];
+
+			fe->by_name[i] = d->hnext;
+			free(d->name);
+			free(d);
+		}
+	}
+	for (size_t i = 0; i < FE_HASH_BUCKETS; i++) {
+		while (fe->by_ino[i]) {
+			struct fe_node *n = fe->by_ino[i];
+
+			fe->by_ino[i] = n->hnext;
+			while (n->files) {
+				struct fe_file *ff = n->files;
+
+				n->files = ff->next;
+				free(ff); /* vault_close seals the handle itself */
+			}
+			free(n);
+		}
+	}
+}
+
 int fe_run(struct vault *v, const struct fe_options *o)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *loop = NULL;
-	struct fe_state *s;
-	struct fuse *f = NULL;
+	struct fuse_session *se = NULL;
+	struct fe *fe;
 	bool mounted = false, handlers = false;
 	int err, rc;
 
-	s = calloc(1, sizeof(*s));
-	if (!s) {
+	fe = calloc(1, sizeof(*fe));
+	if (!fe) {
 		if (o->ready_fd >= 0)
 			close(o->ready_fd);
 		return -ENOMEM;
 	}
-	s->v = v;
-	s->o = o;
-	pthread_mutex_init(&s->cache_lock, NULL);
+	fe->v = v;
+	fe->o = o;
+	fe->root.is_root = true;
+	pthread_rwlock_init(&fe->ns, NULL);
+	pthread_mutex_init(&fe->tbl, NULL);
 
 	err = fe_args_build(o, &args);
 	if (err)
 		goto out;
-	f = fuse_new(&args, &fe_ops, sizeof(fe_ops), s);
-	if (!f) {
+	se = fuse_session_new(&args, &fe_ops, sizeof(fe_ops), fe);
+	if (!se) {
 		err = -EINVAL; /* libfuse has said which option */
 		goto out;
 	}
-	if (fuse_mount(f, o->mountpoint) != 0) {
+	fe->se = se;
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
 		err = -EIO; /* libfuse has said why */
 		goto out;
 	}
 	mounted = true;
-	if (fuse_set_signal_handlers(fuse_get_session(f)) != 0) {
+	if (fuse_set_signal_handlers(se) != 0) {
 		err = -EIO;
 		goto out;
 	}
@@ -672,7 +1441,7 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	}
 	fuse_loop_cfg_set_idle_threads(loop, FE_MAX_IDLE_THREADS);
 	fuse_loop_cfg_set_max_threads(loop, FE_MAX_THREADS);
-	rc = fuse_loop_mt(f, loop);
+	rc = fuse_session_loop_mt(se, loop);
 	/* rc > 0 is the signal that stopped the loop: a clean stop. */
 	if (rc < 0) {
 		fprintf(stderr, "strongroom: %s: request loop failed: %s\n", o->mountpoint, strerror(-rc));
@@ -682,9 +1451,9 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	}
 out:
 	if (handlers)
-		fuse_remove_signal_handlers(fuse_get_session(f));
+		fuse_remove_signal_handlers(se);
 	if (mounted)
-		fuse_unmount(f);
+		fuse_session_unmount(se);
 	if (mounted) {
 		rc = vault_sync(v);
 		if (rc) {
@@ -694,14 +1463,16 @@ out:
 				err = rc;
 		}
 	}
-	if (f)
-		fuse_destroy(f);
-	if (o->ready_fd >= 0 && !s->ready_closed)
-		close(o->ready_fd);
+	if (se)
+		fuse_session_destroy(se);
 	if (loop)
 		fuse_loop_cfg_destroy(loop);
+	if (o->ready_fd >= 0 && !fe->ready_closed)
+		close(o->ready_fd);
 	fuse_opt_free_args(&args);
-	pthread_mutex_destroy(&s->cache_lock);
-	free(s);
+	fe_table_free(fe);
+	pthread_rwlock_destroy(&fe->ns);
+	pthread_mutex_destroy(&fe->tbl);
+	free(fe);
 	return err;
 }
