@@ -463,3 +463,81 @@ enum audit_walk_step audit_walk_next(struct audit_walk *w, const unsigned char c
 		w->closed = true;
 	return AUDIT_WALK_RECORD;
 }
+
+/* ---- one-line form for log forwarding ------------------------------------ */
+
+struct line {
+	char *buf;
+	size_t cap, len;
+};
+
+static void line_put(struct line *l, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++, l->len++)
+		if (l->len + 1 < l->cap)
+			l->buf[l->len] = s[i];
+}
+
+static void line_kv(struct line *l, const char *key, const char *v)
+{
+	char esc[5];
+	bool quote = !v[0];
+
+	for (const char *p = v; *p && !quote; p++)
+		quote = (unsigned char)*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f;
+	if (l->len)
+		line_put(l, " ", 1);
+	line_put(l, key, strlen(key));
+	line_put(l, "=", 1);
+	if (!quote) {
+		line_put(l, v, strlen(v));
+		return;
+	}
+	line_put(l, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			line_put(l, esc, 2);
+		} else if (*p < ' ' || *p == 0x7f) {
+			snprintf(esc, sizeof esc, "\\x%02x", *p);
+			line_put(l, esc, 4);
+		} else {
+			line_put(l, (const char *)p, 1);
+		}
+	}
+	line_put(l, "\"", 1);
+}
+
+size_t audit_event_format(const struct audit_event *ev, char *buf, size_t cap)
+{
+	struct line l = {buf, cap, 0};
+	char num[32];
+
+	line_kv(&l, "event", audit_event_name(ev->type));
+	snprintf(num, sizeof num, "%u", ev->uid);
+	line_kv(&l, "uid", num);
+	if (ev->user)
+		line_kv(&l, "user", ev->user);
+	snprintf(num, sizeof num, "%u", ev->pid);
+	line_kv(&l, "pid", num);
+	if (ev->process)
+		line_kv(&l, "process", ev->process);
+	if (ev->level)
+		line_kv(&l, "level", ev->level);
+	snprintf(num, sizeof num, "%d", ev->outcome);
+	line_kv(&l, "outcome", num);
+	if (ev->bytes) {
+		snprintf(num, sizeof num, "%llu", (unsigned long long)ev->bytes);
+		line_kv(&l, "bytes", num);
+	}
+	if (ev->path)
+		line_kv(&l, "path", ev->path);
+	if (ev->path2)
+		line_kv(&l, "path2", ev->path2);
+	if (ev->detail)
+		line_kv(&l, "detail", ev->detail);
+	if (cap)
+		buf[l.len < cap ? l.len : cap - 1] = '\0';
+	return l.len;
+}

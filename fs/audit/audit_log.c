@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -368,6 +369,11 @@ int audit_log_write(struct audit_log *l, const struct audit_event *in)
 	pthread_mutex_lock(&l->mu);
 	rc = log_append(l, &ev);
 	pthread_mutex_unlock(&l->mu);
+	if (!rc && l->o.forward_syslog) {
+		char line[1024];
+		audit_event_format(&ev, line, sizeof line);
+		syslog(LOG_AUTHPRIV | LOG_INFO, "strongroom audit: %s", line);
+	}
 	return rc;
 }
 

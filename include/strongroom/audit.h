@@ -117,6 +117,10 @@ struct audit_opts {
 	unsigned seal_every_sec;     /* 0 = default */
 	unsigned sync_ms;            /* group-sync interval; 0 = default */
 	bool resolve_names;          /* fill user and process when NULL */
+	bool forward_syslog;         /* also send each record, as one line from
+				      * audit_event_format(), to syslog(3)
+				      * (LOG_AUTHPRIV | LOG_INFO): plaintext
+				      * paths leave the vault, so off by default */
 };
 
 struct audit_log;
@@ -226,6 +230,12 @@ int audit_verify(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BY
 		 const uint8_t audit_pk[AUDIT_PK_BYTES], const unsigned char audit_sk[AUDIT_SK_BYTES],
 		 const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
 		 struct audit_verify_result *res) __attribute__((warn_unused_result));
+
+/* One line "event=open uid=1000 user=alice ... path=/a/b" for log
+ * forwarding: key=value pairs, values with spaces, quotes, backslashes or
+ * control bytes quoted and escaped (\", \\, \xNN). Always NUL-terminated.
+ * @return the length the whole line needs (as snprintf). */
+size_t audit_event_format(const struct audit_event *ev, char *buf, size_t cap);
 
 /* Event names ("open", "read-summary", ...) and back. */
 const char *audit_event_name(enum audit_event_type t); /* "?" if unknown */

@@ -827,6 +827,21 @@ TEST(follow_reader_sees_records_appended_after_it_reached_the_end)
 	fx_done(&fx);
 }
 
+TEST(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse)
+{
+	char buf[256];
+	struct audit_event ev = {.type = AUDIT_EV_RENAME, .uid = 1000, .user = "alice", .pid = 7,
+				 .outcome = 13, .path = "/a b/\"x\"\n", .path2 = "/c\\d"};
+	size_t n = audit_event_format(&ev, buf, sizeof buf);
+	CHECK_EQ(n, strlen(buf));
+	CHECK(strcmp(buf, "event=rename uid=1000 user=alice pid=7 outcome=13 "
+			  "path=\"/a b/\\\"x\\\"\\x0a\" path2=\"/c\\\\d\"") == 0);
+	/* A short buffer is cut but terminated, and the full length is told. */
+	char small[10];
+	CHECK_EQ(audit_event_format(&ev, small, sizeof small), n);
+	CHECK_EQ(strlen(small), sizeof small - 1);
+}
+
 TEST(event_names_round_trip)
 {
 	for (int t = 1; t < AUDIT_EV__COUNT; t++)
@@ -862,6 +877,7 @@ int main(void)
 	RUN(periodic_seals_appear_every_n_records);
 	RUN(many_threads_logging_at_once_leave_an_intact_chain);
 	RUN(follow_reader_sees_records_appended_after_it_reached_the_end);
+	RUN(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse);
 	RUN(event_names_round_trip);
 	return tap_done();
 }
