@@ -1348,6 +1348,71 @@ TEST(concurrent_handles_renames_and_listings_keep_every_write)
 	fx_free(&f);
 }
 
+TEST(stat_after_remount_keeps_the_atime_set_by_utimens)
+{
+	struct timespec ts[2] = { { 1000000000, 0 }, { 1500000000, 0 } };
+	struct stat st;
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put_file(f.v, "/file", "x", 1), 0);
+	CHECK_EQ(vault_utimens(f.v, &caller, "/file", ts), 0);
+	CHECK_EQ(fx_reopen(&f, 0), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/file", &st), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/file", &st), 0);
+	CHECK_EQ(st.st_atim.tv_sec, 1000000000);
+	CHECK_EQ(st.st_mtim.tv_sec, 1500000000);
+	fx_free(&f);
+}
+
+TEST(unlinked_open_file_stays_readable_and_writable_until_release)
+{
+	struct vault_handle *h = NULL;
+	char buf[16];
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put_file(f.v, "/gone", "still here", 10), 0);
+	CHECK_EQ(vault_open_file(f.v, &caller, "/gone", O_RDWR, &h), 0);
+	CHECK_EQ(vault_unlink(f.v, &caller, "/gone"), 0);
+	CHECK_EQ(vault_write(h, "STILL", 5, 0), 5);
+	CHECK_EQ(vault_read(h, buf, sizeof(buf), 0), 10);
+	CHECK(memcmp(buf, "STILL here", 10) == 0);
+	CHECK_EQ(vault_release(f.v, h), 0);
+	CHECK_EQ(vault_open_file(f.v, &caller, "/gone", O_RDONLY, &h), -ENOENT);
+	fx_free(&f);
+}
+
+TEST(rename_exchange_of_long_names_keeps_both_sidecars)
+{
+	struct vault_dirlist l;
+	char a[256], b[256], pa[300], pb[300], tree[300], buf[8];
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	memset(a, 'x', 250);
+	a[250] = '\0';
+	memset(b, 'y', 250);
+	b[250] = '\0';
+	snprintf(pa, sizeof(pa), "/%s", a);
+	snprintf(pb, sizeof(pb), "/%s", b);
+	snprintf(tree, sizeof(tree), "%s/tree", f.store);
+	CHECK_EQ(put_file(f.v, pa, "A", 1), 0);
+	CHECK_EQ(put_file(f.v, pb, "B", 1), 0);
+	CHECK_EQ(vault_rename(f.v, &caller, pa, pb, RENAME_EXCHANGE), 0);
+	CHECK_EQ(count_entries(tree), 5);
+	CHECK_EQ(get_file(f.v, pa, buf, sizeof(buf)), 1);
+	CHECK_EQ(buf[0], 'B');
+	CHECK_EQ(get_file(f.v, pb, buf, sizeof(buf)), 1);
+	CHECK_EQ(buf[0], 'A');
+	CHECK_EQ(vault_readdir(f.v, &caller, "/", false, &l), 0);
+	CHECK_EQ(l.n, 2);
+	CHECK(has_name(&l, a));
+	CHECK(has_name(&l, b));
+	vault_dirlist_free(&l);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(acl_inherit_intersects_base_entries_and_mask_with_create_mode);
@@ -1397,5 +1462,8 @@ int main(void)
 	RUN(many_directories_beyond_the_cache_bound_stay_reachable);
 	RUN(last_close_compacts_a_file_whose_dead_frames_outweigh_live_ones);
 	RUN(concurrent_handles_renames_and_listings_keep_every_write);
+	RUN(stat_after_remount_keeps_the_atime_set_by_utimens);
+	RUN(unlinked_open_file_stays_readable_and_writable_until_release);
+	RUN(rename_exchange_of_long_names_keeps_both_sidecars);
 	return tap_done();
 }
