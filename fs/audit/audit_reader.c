@@ -389,11 +389,12 @@ int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
 			if (f.record <= r->w.count)
 				return reader_break(r, -EBADMSG, &r->cur, n,
 						    "found a second copy of record %llu in its "
-						    "place: a record was duplicated",
+						    "place: a record was duplicated (or its "
+						    "number altered)",
 						    (unsigned long long)f.record);
 			return reader_break(r, -EBADMSG, &r->cur, n,
 					    "found record %llu in its place: a record was "
-					    "deleted or moved",
+					    "deleted or moved (or its number altered)",
 					    (unsigned long long)f.record);
 		case AUDIT_WALK_BAD_CHAIN:
 			return reader_break(r, -EBADMSG, &r->cur, n,
