@@ -25,6 +25,7 @@
  *   none: fd < 0; the next log_append creates segment next_seg linked with
  *         link_count / link_chain / link_flags.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -186,8 +187,11 @@ static int seg_create(struct audit_log *l)
 		rc = -errno;
 		goto out;
 	}
-	if ((rc = log_datasync(l->dirfd)))
-		goto out;
+	/* The segment exists under its name from here on: use it even if
+	 * the directory sync fails (which fails the log, as any sync does). */
+	rc = log_datasync(l->dirfd);
+	if (rc)
+		l->err = -EIO;
 
 	l->fd = fd;
 	fd = -1;
@@ -200,13 +204,12 @@ static int seg_create(struct audit_log *l)
 	l->link_flags = 0;
 	l->last_seal_us = now;
 	l->since_seal = 0;
-	rc = 0;
 out:
 	if (fd >= 0) {
 		close(fd);
 		unlinkat(l->dirfd, tmp, 0);
 	}
-	if (rc)
+	if (rc && l->fd < 0)
 		sodium_memzero(SEG_KEY(l), AUDIT_SEGKEY_BYTES);
 	return rc;
 }
@@ -493,6 +496,24 @@ out:
 	return rc;
 }
 
+/* Segments whose creation a crash interrupted never got their name. */
+static void log_remove_tmp(int dirfd)
+{
+	int fd = dup(dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "tmp-" AUDIT_SEG_PREFIX, 8) == 0)
+			unlinkat(dirfd, de->d_name, 0);
+	closedir(d);
+}
+
 int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
 		   const uint8_t audit_pk[AUDIT_PK_BYTES],
 		   const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES], const struct audit_opts *o,
@@ -551,6 +572,7 @@ int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_
 		rc = -errno;
 		goto fail;
 	}
+	log_remove_tmp(l->dirfd);
 	nsegs = audit_seg_list(l->dirfd, &segs);
 	if (nsegs < 0) {
 		rc = (int)nsegs;

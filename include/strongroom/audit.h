@@ -129,7 +129,8 @@ struct audit_log;
  * a new segment linked to the newest existing one. If that one has no
  * closing seal (the last writer crashed) the new segment says so and its
  * first record is a `recovery` event; if it cannot be parsed, an `alert`.
- * Keys are copied into guarded memory. o may be NULL.
+ * Keys are copied into guarded memory. o may be NULL. Starts a sync
+ * thread: open the log after any fork (daemonising), not before.
  * @return 0 and *out owned by the caller (audit_log_close). */
 int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
 		   const uint8_t audit_pk[AUDIT_PK_BYTES],
