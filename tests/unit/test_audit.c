@@ -827,6 +827,36 @@ TEST(follow_reader_sees_records_appended_after_it_reached_the_end)
 	fx_done(&fx);
 }
 
+TEST(log_opened_after_its_predecessor_was_damaged_restarts_the_chain_with_an_alert)
+{
+	struct fixture fx;
+	struct audit_log *l;
+	struct audit_verify_result res;
+	struct seg_file s;
+	char names[8][64], p[512];
+	fx_init(&fx);
+	CHECK_EQ(write_n(&fx, NULL, 0, 3), 0);
+	CHECK_EQ(seg_names(&fx, names, 8), 1);
+	CHECK_EQ(seg_load(&fx, names[0], &s), 0);
+	s.buf[20] ^= 0x40; /* inside the vault ID: the header MAC fails */
+	CHECK_EQ(seg_store(&s, s.buf, s.len), 0);
+	seg_free(&s);
+	/* A half-created segment from an earlier crash is cleaned away. */
+	snprintf(p, sizeof p, "%s/tmp-seg-0000000002-20240101", fx.dir);
+	FILE *f = fopen(p, "w");
+	CHECK(f != NULL);
+	fclose(f);
+	CHECK_EQ(fx_open(&fx, NULL, &l), 0);
+	CHECK(audit_log_recovered(l));
+	CHECK(access(p, F_OK) != 0);
+	CHECK_EQ(audit_log_close(l), 0);
+	CHECK_EQ(seg_names(&fx, names, 8), 2);
+	CHECK_EQ(fx_verify(&fx, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_BROKEN);
+	CHECK(strcmp(res.problem.file, names[0]) == 0); /* the damage, not the relink */
+	fx_done(&fx);
+}
+
 TEST(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse)
 {
 	char buf[256];
@@ -877,6 +907,7 @@ int main(void)
 	RUN(periodic_seals_appear_every_n_records);
 	RUN(many_threads_logging_at_once_leave_an_intact_chain);
 	RUN(follow_reader_sees_records_appended_after_it_reached_the_end);
+	RUN(log_opened_after_its_predecessor_was_damaged_restarts_the_chain_with_an_alert);
 	RUN(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse);
 	RUN(event_names_round_trip);
 	return tap_done();
