@@ -84,6 +84,7 @@ ssize_t fmt_name_decrypt(const unsigned char mac_key[FMT_KEY_BYTES],
 			 const char *enc, size_t len, char *out, size_t cap)
 {
 	uint8_t bin[NAME_BIN_MAX], padded[NAME_PADDED_MAX], iv[NAME_IV_BYTES];
+	char check[sodium_base64_ENCODED_LEN(NAME_BIN_MAX, NAME_B64_VARIANT)];
 	size_t binlen = 0, plen, nlen;
 	ssize_t rc;
 
@@ -92,6 +93,11 @@ ssize_t fmt_name_decrypt(const unsigned char mac_key[FMT_KEY_BYTES],
 	if (sodium_base642bin(bin, sizeof bin, enc, len, NULL, &binlen, NULL, NAME_B64_VARIANT) != 0)
 		return -EUCLEAN;
 	if (binlen < NAME_IV_BYTES + NAME_BLOCK || (binlen - NAME_IV_BYTES) % NAME_BLOCK != 0)
+		return -EUCLEAN;
+	/* The decoder may stop early at a byte outside the alphabet: accept
+	 * only input that is exactly the encoding of what was decoded. */
+	sodium_bin2base64(check, sizeof check, bin, binlen, NAME_B64_VARIANT);
+	if (strlen(check) != len || memcmp(check, enc, len) != 0)
 		return -EUCLEAN;
 	plen = binlen - NAME_IV_BYTES;
 

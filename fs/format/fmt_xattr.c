@@ -9,8 +9,9 @@
  * encryption (dirmeta, seals), but it is still validated before use.
  *
  * Invariants: fmt_xattr_check() accepts only blobs whose entries exactly
- * fill the buffer and whose names hold no NUL; the setters keep names
- * unique, so get/list/set/remove all see the first (only) entry of a name.
+ * fill the buffer, whose names hold no NUL and are unique, and whose count
+ * is not zero (no attributes is the empty blob, so each set of attributes
+ * has one encoding); the setters keep all of this.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -46,22 +47,58 @@ static int fmt_xattr_next(const unsigned char *blob, size_t len, size_t *off, co
 	return 0;
 }
 
+struct fmt_xattr_name {
+	const char *p;
+	size_t len;
+};
+
+static int fmt_xattr_name_cmp(const void *a, const void *b)
+{
+	const struct fmt_xattr_name *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->p, y->p, n);
+
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
 int fmt_xattr_check(const unsigned char *blob, size_t len)
 {
 	size_t off = 4, nlen, vlen;
 	const char *name;
 	const unsigned char *val;
+	struct fmt_xattr_name *names;
 	uint32_t count;
+	int rc = 0;
 
 	if (len == 0)
 		return 0;
 	if (len < 4)
 		return -EUCLEAN;
 	count = fmt_le32_get(blob);
-	for (uint32_t i = 0; i < count; i++)
-		if (fmt_xattr_next(blob, len, &off, &name, &nlen, &val, &vlen))
-			return -EUCLEAN;
-	return off == len ? 0 : -EUCLEAN;
+	if (count == 0 || count > (len - 4) / XENT_FIXED)
+		return -EUCLEAN;
+	names = malloc(count * sizeof *names);
+	if (!names)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		if (fmt_xattr_next(blob, len, &off, &name, &nlen, &val, &vlen)) {
+			rc = -EUCLEAN;
+			goto out;
+		}
+		names[i] = (struct fmt_xattr_name){name, nlen};
+	}
+	if (off != len) {
+		rc = -EUCLEAN;
+		goto out;
+	}
+	/* Names are unique: sort and compare neighbours. */
+	qsort(names, count, sizeof *names, fmt_xattr_name_cmp);
+	for (uint32_t i = 1; i < count; i++)
+		if (fmt_xattr_name_cmp(&names[i - 1], &names[i]) == 0)
+			rc = -EUCLEAN;
+out:
+	free(names);
+	return rc;
 }
 
 /* Find name. @return entry offset (>= 4) and fills val/vlen, -ENODATA, -EUCLEAN. */

@@ -171,6 +171,19 @@ TEST(name_decrypt_rejects_malformed_base64_and_lengths)
 	CHECK_EQ(fmt_name_decrypt(mac_key, enc_key, dir_id, "", 0, plain, sizeof plain), -EUCLEAN);
 }
 
+TEST(name_decrypt_rejects_a_stored_name_with_a_byte_outside_the_alphabet)
+{
+	char enc[400], plain[300];
+	ssize_t n = fmt_name_encrypt(mac_key, enc_key, dir_id, "contract.pdf", 12, enc, sizeof enc);
+	CHECK(n > 0);
+	/* valid name, then junk the decoder would stop at */
+	memcpy(enc + n, "\xff" "AB", 4);
+	CHECK_EQ(fmt_name_decrypt(mac_key, enc_key, dir_id, enc, (size_t)n + 3, plain, sizeof plain),
+		 -EUCLEAN);
+	enc[n - 2] = (char)0xff;
+	CHECK(fmt_name_decrypt(mac_key, enc_key, dir_id, enc, (size_t)n, plain, sizeof plain) < 0);
+}
+
 TEST(longname_check_rejects_edited_sidecar)
 {
 	char name[255], enc[400], ln[FMT_LONGNAME_BYTES];
@@ -206,6 +219,7 @@ int main(void)
 	RUN(name_decrypt_rejects_every_flipped_character);
 	RUN(name_decrypt_rejects_name_from_another_directory);
 	RUN(name_decrypt_rejects_malformed_base64_and_lengths);
+	RUN(name_decrypt_rejects_a_stored_name_with_a_byte_outside_the_alphabet);
 	RUN(longname_check_rejects_edited_sidecar);
 	RUN(longname_matches_spec_vector);
 	return tap_done();
