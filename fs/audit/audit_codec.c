@@ -26,28 +26,28 @@
 #include "audit_int.h"
 
 static const char *const audit_event_names[AUDIT_EV__COUNT] = {
-	[AUDIT_EV_OPEN] = "open",
-	[AUDIT_EV_READ] = "read",
-	[AUDIT_EV_READ_SUMMARY] = "read-summary",
-	[AUDIT_EV_CREATE] = "create",
-	[AUDIT_EV_WRITE] = "write",
-	[AUDIT_EV_TRUNCATE] = "truncate",
-	[AUDIT_EV_RENAME] = "rename",
-	[AUDIT_EV_UNLINK] = "unlink",
-	[AUDIT_EV_LINK] = "link",
-	[AUDIT_EV_MKDIR] = "mkdir",
-	[AUDIT_EV_RMDIR] = "rmdir",
-	[AUDIT_EV_SETATTR] = "setattr",
-	[AUDIT_EV_LEVEL] = "level",
-	[AUDIT_EV_ACL] = "acl",
-	[AUDIT_EV_DENIAL] = "denial",
-	[AUDIT_EV_INTEGRITY] = "integrity",
-	[AUDIT_EV_RECOVERY] = "recovery",
-	[AUDIT_EV_MOUNT] = "mount",
-	[AUDIT_EV_UNMOUNT] = "unmount",
-	[AUDIT_EV_KEY_USE] = "key-use",
-	[AUDIT_EV_ALERT] = "alert",
-	[AUDIT_EV_SEAL] = "seal",
+    [AUDIT_EV_OPEN] = "open",
+    [AUDIT_EV_READ] = "read",
+    [AUDIT_EV_READ_SUMMARY] = "read-summary",
+    [AUDIT_EV_CREATE] = "create",
+    [AUDIT_EV_WRITE] = "write",
+    [AUDIT_EV_TRUNCATE] = "truncate",
+    [AUDIT_EV_RENAME] = "rename",
+    [AUDIT_EV_UNLINK] = "unlink",
+    [AUDIT_EV_LINK] = "link",
+    [AUDIT_EV_MKDIR] = "mkdir",
+    [AUDIT_EV_RMDIR] = "rmdir",
+    [AUDIT_EV_SETATTR] = "setattr",
+    [AUDIT_EV_LEVEL] = "level",
+    [AUDIT_EV_ACL] = "acl",
+    [AUDIT_EV_DENIAL] = "denial",
+    [AUDIT_EV_INTEGRITY] = "integrity",
+    [AUDIT_EV_RECOVERY] = "recovery",
+    [AUDIT_EV_MOUNT] = "mount",
+    [AUDIT_EV_UNMOUNT] = "unmount",
+    [AUDIT_EV_KEY_USE] = "key-use",
+    [AUDIT_EV_ALERT] = "alert",
+    [AUDIT_EV_SEAL] = "seal",
 };
 
 const char *audit_event_name(enum audit_event_type t)
@@ -170,9 +170,9 @@ long audit_frame_parse(const uint8_t *buf, size_t len, struct audit_frame *f)
 }
 
 size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_t pt_len,
-			 const uint8_t vault_id[16], uint64_t segment, const unsigned char seg_key[32],
-			 const unsigned char chain_key[32], const uint8_t prev[32], uint8_t *out,
-			 uint8_t chain_out[32])
+			 const uint8_t vault_id[16], uint64_t segment,
+			 const unsigned char seg_key[32], const unsigned char chain_key[32],
+			 const uint8_t prev[32], uint8_t *out, uint8_t chain_out[32])
 {
 	size_t flen = AUDIT_FRAME_HEAD_BYTES + pt_len + AUDIT_TAG_BYTES + AUDIT_CHAIN_BYTES;
 	uint8_t ad[AUDIT_AD_BYTES];

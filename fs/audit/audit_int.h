@@ -14,14 +14,14 @@
 
 #include "strongroom/audit.h"
 
-#define AUDIT_MAGIC "SRAUDSEG"
-#define AUDIT_VERSION 1
-#define AUDIT_SEGKEY_BYTES 32
+#define AUDIT_MAGIC	       "SRAUDSEG"
+#define AUDIT_VERSION	       1
+#define AUDIT_SEGKEY_BYTES     32
 #define AUDIT_SEALED_KEY_BYTES 80 /* crypto_box_SEALBYTES + 32 */
-#define AUDIT_NONCE_BYTES 24
-#define AUDIT_TAG_BYTES 16
-#define AUDIT_PT_ALIGN 32 /* plaintexts are zero-padded to a multiple */
-#define AUDIT_PT_VERSION 1
+#define AUDIT_NONCE_BYTES      24
+#define AUDIT_TAG_BYTES	       16
+#define AUDIT_PT_ALIGN	       32 /* plaintexts are zero-padded to a multiple */
+#define AUDIT_PT_VERSION       1
 
 /* Frame kinds (in clear, bound in the AD and the chain). */
 enum audit_kind {
@@ -31,7 +31,7 @@ enum audit_kind {
 };
 
 /* "seg-NNNNNNNNNN-YYYYMMDD" */
-#define AUDIT_SEG_PREFIX "seg-"
+#define AUDIT_SEG_PREFIX     "seg-"
 #define AUDIT_SEG_NAME_BYTES 24 /* 23 characters + NUL */
 
 static inline void audit_put16(uint8_t *p, uint16_t v)
@@ -90,25 +90,25 @@ size_t audit_event_encode(const struct audit_event *ev, uint8_t *pt);
 /* Build a whole frame in out (capacity AUDIT_FRAME_MAX_BYTES): encrypt pt
  * under seg_key, chain from prev into chain_out. @return the frame length. */
 size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_t pt_len,
-			 const uint8_t vault_id[16], uint64_t segment, const unsigned char seg_key[32],
-			 const unsigned char chain_key[32], const uint8_t prev[32], uint8_t *out,
-			 uint8_t chain_out[32]);
+			 const uint8_t vault_id[16], uint64_t segment,
+			 const unsigned char seg_key[32], const unsigned char chain_key[32],
+			 const uint8_t prev[32], uint8_t *out, uint8_t chain_out[32]);
 
 /* Walking a segment's frames after its header, checking numbers and the
  * chain (not the AEAD tags: that needs the segment key). */
 enum audit_walk_step {
-	AUDIT_WALK_RECORD = 1,  /* *f is the next record; count and chain advanced */
-	AUDIT_WALK_END,         /* clean end of the bytes */
-	AUDIT_WALK_PARTIAL,     /* the rest is part of a frame or zeros (torn tail) */
-	AUDIT_WALK_BAD_FRAME,   /* malformed frame at off */
-	AUDIT_WALK_BAD_NUMBER,  /* f->record is not count + 1 */
-	AUDIT_WALK_BAD_CHAIN,   /* chain value of record count + 1 does not verify */
+	AUDIT_WALK_RECORD = 1,	/* *f is the next record; count and chain advanced */
+	AUDIT_WALK_END,		/* clean end of the bytes */
+	AUDIT_WALK_PARTIAL,	/* the rest is part of a frame or zeros (torn tail) */
+	AUDIT_WALK_BAD_FRAME,	/* malformed frame at off */
+	AUDIT_WALK_BAD_NUMBER,	/* f->record is not count + 1 */
+	AUDIT_WALK_BAD_CHAIN,	/* chain value of record count + 1 does not verify */
 	AUDIT_WALK_AFTER_CLOSE, /* bytes follow the closing seal */
 };
 struct audit_walk {
 	const uint8_t *buf; /* whole segment file, borrowed */
 	size_t len;
-	size_t off;     /* next frame */
+	size_t off;	/* next frame */
 	uint64_t count; /* records verified so far */
 	uint8_t chain[AUDIT_CHAIN_BYTES];
 	bool closed;

@@ -42,9 +42,9 @@
 
 #include "audit_int.h"
 
-#define SEG_KEY(l) ((l)->keys)
+#define SEG_KEY(l)   ((l)->keys)
 #define CHAIN_KEY(l) ((l)->keys + 32)
-#define US_PER_DAY 86400000000ull
+#define US_PER_DAY   86400000000ull
 
 struct audit_log {
 	pthread_mutex_t mu;
@@ -58,8 +58,8 @@ struct audit_log {
 	char seg_file[AUDIT_SEG_NAME_BYTES];
 	uint64_t seg_no;
 	uint64_t seg_day; /* UTC days since the epoch at creation */
-	uint64_t off;     /* end of the last whole record */
-	uint64_t rec;     /* records in the current segment */
+	uint64_t off;	  /* end of the last whole record */
+	uint64_t rec;	  /* records in the current segment */
 	uint8_t chain[AUDIT_CHAIN_BYTES];
 
 	/* How the next segment links back (kept while fd < 0). */
@@ -79,7 +79,7 @@ struct audit_log {
 	uint64_t last_seal_us;
 	unsigned since_seal;
 
-	uint8_t *pt;    /* AUDIT_FRAME_MAX_BYTES */
+	uint8_t *pt;	/* AUDIT_FRAME_MAX_BYTES */
 	uint8_t *frame; /* AUDIT_FRAME_MAX_BYTES */
 };
 
@@ -252,11 +252,11 @@ static int seal_append(struct audit_log *l, uint8_t kind, const char *reason)
 {
 	uint8_t pt[256];
 	struct audit_event ev = {
-		.type = AUDIT_EV_SEAL,
-		.time_us = audit_now_us(),
-		.pid = (uint32_t)getpid(),
-		.bytes = l->rec,
-		.detail = reason,
+	    .type = AUDIT_EV_SEAL,
+	    .time_us = audit_now_us(),
+	    .pid = (uint32_t)getpid(),
+	    .bytes = l->rec,
+	    .detail = reason,
 	};
 	return frame_append(l, kind, pt, audit_event_encode(&ev, pt));
 }
@@ -439,7 +439,8 @@ static int log_link_newest(struct audit_log *l, const struct audit_seg_ent *last
 
 	fd = openat(l->dirfd, last->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(note, cap, "audit segment %s cannot be opened (%s); the chain restarts here",
+		snprintf(note, cap,
+			 "audit segment %s cannot be opened (%s); the chain restarts here",
 			 last->name, strerror(errno));
 		goto out;
 	}
@@ -486,8 +487,8 @@ static int log_link_newest(struct audit_log *l, const struct audit_seg_ent *last
 		snprintf(note, cap, "audit segment %s has no seal after record %llu (crash)",
 			 last->name, (unsigned long long)w.count);
 	} else {
-		snprintf(note, cap, "audit segment %s is damaged after record %llu",
-			 last->name, (unsigned long long)w.count);
+		snprintf(note, cap, "audit segment %s is damaged after record %llu", last->name,
+			 (unsigned long long)w.count);
 	}
 out:
 	if (fd >= 0)
@@ -592,11 +593,11 @@ int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_
 	rc = seg_create(l);
 	if (!rc && note[0]) {
 		struct audit_event ev = {
-			.type = note_type,
-			.time_us = audit_now_us(),
-			.pid = (uint32_t)getpid(),
-			.detail = note,
-			.bytes = l->link_count,
+		    .type = note_type,
+		    .time_us = audit_now_us(),
+		    .pid = (uint32_t)getpid(),
+		    .detail = note,
+		    .bytes = l->link_count,
 		};
 		rc = log_append(l, &ev);
 	}

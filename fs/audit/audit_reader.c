@@ -31,9 +31,9 @@
 
 #include "audit_int.h"
 
-#define R_SK(r) ((r)->keys)
+#define R_SK(r)	       ((r)->keys)
 #define R_CHAIN_KEY(r) ((r)->keys + 32)
-#define R_SEG_KEY(r) ((r)->keys + 64)
+#define R_SEG_KEY(r)   ((r)->keys + 64)
 
 struct audit_reader {
 	int dirfd;
@@ -68,7 +68,8 @@ struct audit_reader {
 };
 
 static int reader_break(struct audit_reader *r, int err, const struct audit_seg_ent *seg,
-			uint64_t record, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+			uint64_t record, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 static int reader_break(struct audit_reader *r, int err, const struct audit_seg_ent *seg,
 			uint64_t record, const char *fmt, ...)
@@ -142,8 +143,8 @@ static int reader_check_link(struct audit_reader *r, const struct audit_seg_head
 
 	if (h->segment != s->segment)
 		return reader_break(r, -EUCLEAN, s, 0,
-				   "header names segment %llu: the file was renamed or copied",
-				   (unsigned long long)h->segment);
+				    "header names segment %llu: the file was renamed or copied",
+				    (unsigned long long)h->segment);
 	if (s->segment > expect) {
 		if (!r->have_prev)
 			return reader_break(r, -EUCLEAN, s, 0,
@@ -176,13 +177,12 @@ static int reader_check_link(struct audit_reader *r, const struct audit_seg_head
 				    "says %s ended in a crash, but that segment is sealed",
 				    r->prev.name);
 	if (h->prev_count > r->prev_count)
-		return reader_break(r, -EBADMSG, &r->prev, r->prev_count + 1,
-				    "records %llu to %llu are missing: the segment was cut after "
-				    "record %llu (%s links to record %llu)",
-				    (unsigned long long)(r->prev_count + 1),
-				    (unsigned long long)h->prev_count,
-				    (unsigned long long)r->prev_count, s->name,
-				    (unsigned long long)h->prev_count);
+		return reader_break(
+		    r, -EBADMSG, &r->prev, r->prev_count + 1,
+		    "records %llu to %llu are missing: the segment was cut after "
+		    "record %llu (%s links to record %llu)",
+		    (unsigned long long)(r->prev_count + 1), (unsigned long long)h->prev_count,
+		    (unsigned long long)r->prev_count, s->name, (unsigned long long)h->prev_count);
 	if (h->prev_count < r->prev_count)
 		return reader_break(r, -EBADMSG, &r->prev, h->prev_count + 1,
 				    "records after record %llu are not linked from %s: they were "
@@ -357,8 +357,7 @@ int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
 			return reader_emit(r, &f, at, e);
 		case AUDIT_WALK_END:
 		case AUDIT_WALK_PARTIAL:
-			if ((r->flags & AUDIT_READ_FOLLOW) && !r->w.closed &&
-			    r->idx >= r->nsegs) {
+			if ((r->flags & AUDIT_READ_FOLLOW) && !r->w.closed && r->idx >= r->nsegs) {
 				/* The writer may still be appending to it. Bytes
 				 * past the last whole record are read again: a
 				 * failed write may have been cut back since. */
@@ -383,8 +382,8 @@ int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
 			reader_finish_segment(r);
 			continue;
 		case AUDIT_WALK_BAD_FRAME:
-			return reader_break(r, -EUCLEAN, &r->cur, n,
-					    "malformed frame at byte %zu", at);
+			return reader_break(r, -EUCLEAN, &r->cur, n, "malformed frame at byte %zu",
+					    at);
 		case AUDIT_WALK_BAD_NUMBER:
 			if (f.record <= r->w.count)
 				return reader_break(r, -EBADMSG, &r->cur, n,
@@ -483,7 +482,8 @@ void audit_reader_close(struct audit_reader *r)
 }
 
 int audit_verify(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
-		 const uint8_t audit_pk[AUDIT_PK_BYTES], const unsigned char audit_sk[AUDIT_SK_BYTES],
+		 const uint8_t audit_pk[AUDIT_PK_BYTES],
+		 const unsigned char audit_sk[AUDIT_SK_BYTES],
 		 const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
 		 struct audit_verify_result *res)
 {

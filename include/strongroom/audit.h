@@ -30,60 +30,60 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AUDIT_VAULT_ID_BYTES 16
-#define AUDIT_PK_BYTES 32
-#define AUDIT_SK_BYTES 32
+#define AUDIT_VAULT_ID_BYTES  16
+#define AUDIT_PK_BYTES	      32
+#define AUDIT_SK_BYTES	      32
 #define AUDIT_CHAIN_KEY_BYTES 32
-#define AUDIT_CHAIN_BYTES 32
+#define AUDIT_CHAIN_BYTES     32
 
 /* Field limits. Longer strings are cut and the record is flagged
  * AUDIT_F_TRUNCATED; more ranges are merged (AUDIT_F_RANGES_MERGED). */
-#define AUDIT_NAME_MAX 255   /* user and process names */
-#define AUDIT_PATH_MAX 4095  /* each of the two paths */
-#define AUDIT_LEVEL_MAX 63   /* level name */
+#define AUDIT_NAME_MAX	 255  /* user and process names */
+#define AUDIT_PATH_MAX	 4095 /* each of the two paths */
+#define AUDIT_LEVEL_MAX	 63   /* level name */
 #define AUDIT_DETAIL_MAX 1023
 #define AUDIT_RANGES_MAX 64
 
-#define AUDIT_SEGMENT_MAX_DEFAULT (16u << 20)
+#define AUDIT_SEGMENT_MAX_DEFAULT  (16u << 20)
 #define AUDIT_SEAL_RECORDS_DEFAULT 1000u
 #define AUDIT_SEAL_SECONDS_DEFAULT 60u
-#define AUDIT_SYNC_MS_DEFAULT 1000u
+#define AUDIT_SYNC_MS_DEFAULT	   1000u
 
 /* On-disk sizes (docs/audit.md, "Segment header" and "Records"). */
-#define AUDIT_HEADER_BYTES 200
+#define AUDIT_HEADER_BYTES     200
 #define AUDIT_FRAME_HEAD_BYTES 40 /* length, kind, record number, nonce */
-#define AUDIT_FRAME_MIN_BYTES (AUDIT_FRAME_HEAD_BYTES + 16 + AUDIT_CHAIN_BYTES)
-#define AUDIT_FRAME_MAX_BYTES 16384
+#define AUDIT_FRAME_MIN_BYTES  (AUDIT_FRAME_HEAD_BYTES + 16 + AUDIT_CHAIN_BYTES)
+#define AUDIT_FRAME_MAX_BYTES  16384
 
 enum audit_event_type {
-	AUDIT_EV_OPEN = 1,      /* mode = open flags; outcome = result */
-	AUDIT_EV_READ,          /* a handle's first read */
-	AUDIT_EV_READ_SUMMARY,  /* at close: bytes and ranges read */
+	AUDIT_EV_OPEN = 1,     /* mode = open flags; outcome = result */
+	AUDIT_EV_READ,	       /* a handle's first read */
+	AUDIT_EV_READ_SUMMARY, /* at close: bytes and ranges read */
 	AUDIT_EV_CREATE,
-	AUDIT_EV_WRITE,         /* at close: bytes and ranges written */
-	AUDIT_EV_TRUNCATE,      /* bytes = new size */
-	AUDIT_EV_RENAME,        /* path -> path2 */
+	AUDIT_EV_WRITE,	   /* at close: bytes and ranges written */
+	AUDIT_EV_TRUNCATE, /* bytes = new size */
+	AUDIT_EV_RENAME,   /* path -> path2 */
 	AUDIT_EV_UNLINK,
-	AUDIT_EV_LINK,          /* path = existing, path2 = new name */
+	AUDIT_EV_LINK, /* path = existing, path2 = new name */
 	AUDIT_EV_MKDIR,
 	AUDIT_EV_RMDIR,
-	AUDIT_EV_SETATTR,       /* detail says what changed */
-	AUDIT_EV_LEVEL,         /* level = new level, detail = old level */
+	AUDIT_EV_SETATTR, /* detail says what changed */
+	AUDIT_EV_LEVEL,	  /* level = new level, detail = old level */
 	AUDIT_EV_ACL,
-	AUDIT_EV_DENIAL,        /* outcome = the errno returned */
-	AUDIT_EV_INTEGRITY,     /* detail says what failed */
-	AUDIT_EV_RECOVERY,      /* crash recovery (of the trail or of files) */
+	AUDIT_EV_DENIAL,    /* outcome = the errno returned */
+	AUDIT_EV_INTEGRITY, /* detail says what failed */
+	AUDIT_EV_RECOVERY,  /* crash recovery (of the trail or of files) */
 	AUDIT_EV_MOUNT,
 	AUDIT_EV_UNMOUNT,
-	AUDIT_EV_KEY_USE,       /* detail names the key */
+	AUDIT_EV_KEY_USE, /* detail names the key */
 	AUDIT_EV_ALERT,
-	AUDIT_EV_SEAL,          /* written by the library; bytes = records before it */
+	AUDIT_EV_SEAL, /* written by the library; bytes = records before it */
 	AUDIT_EV__COUNT
 };
 
 /* Record flags (stored). */
 enum audit_record_flag {
-	AUDIT_F_TRUNCATED = 1 << 0,     /* a string was cut to its limit */
+	AUDIT_F_TRUNCATED = 1 << 0,	/* a string was cut to its limit */
 	AUDIT_F_RANGES_MERGED = 1 << 1, /* the tail of the range list was merged */
 };
 
@@ -105,19 +105,19 @@ struct audit_event {
 	const char *level;   /* level name */
 	const char *detail;  /* free text */
 	int32_t outcome;     /* 0 or a positive errno */
-	uint32_t mode;       /* open flags (open/create), new mode (setattr) */
+	uint32_t mode;	     /* open flags (open/create), new mode (setattr) */
 	uint64_t bytes;
 	const struct audit_range *ranges;
 	unsigned nranges;
 };
 
 struct audit_opts {
-	uint64_t segment_max_bytes; /* rotate past this size; 0 = default */
+	uint64_t segment_max_bytes;  /* rotate past this size; 0 = default */
 	unsigned seal_every_records; /* 0 = default */
 	unsigned seal_every_sec;     /* 0 = default */
-	unsigned sync_ms;            /* group-sync interval; 0 = default */
-	bool resolve_names;          /* fill user and process when NULL */
-	bool forward_syslog;         /* also send each record, as one line from
+	unsigned sync_ms;	     /* group-sync interval; 0 = default */
+	bool resolve_names;	     /* fill user and process when NULL */
+	bool forward_syslog;	     /* also send each record, as one line from
 				      * audit_event_format(), to syslog(3)
 				      * (LOG_AUTHPRIV | LOG_INFO): plaintext
 				      * paths leave the vault, so off by default */
@@ -141,7 +141,7 @@ int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_
  * @return 0, or -errno if the record is not in the file (then nothing of it
  * is: a partial write is cut back), or -EIO once a sync has failed. */
 int audit_log_write(struct audit_log *log, const struct audit_event *ev)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* Write the closing seal, fdatasync, stop the sync thread, wipe keys, free.
  * Accepts NULL. @return 0 or the first error seen (the log is freed anyway). */
@@ -154,7 +154,7 @@ bool audit_log_recovered(const struct audit_log *log);
 struct audit_entry {
 	uint64_t segment; /* segment number */
 	uint64_t record;  /* record number within the segment, from 1 */
-	uint8_t kind;     /* 1 event, 2 seal, 3 closing seal */
+	uint8_t kind;	  /* 1 event, 2 seal, 3 closing seal */
 	enum audit_event_type type;
 	uint16_t flags;
 	uint64_t time_us;
@@ -182,10 +182,10 @@ enum audit_status {
 /* Where and how the chain broke (or where an unsealed tail ends). */
 struct audit_problem {
 	enum audit_status status;
-	char file[64];       /* segment file name, "" if none */
-	uint64_t segment;    /* segment number */
-	uint64_t record;     /* record number, 0 = the segment header or file */
-	char what[256];      /* one line, no file name */
+	char file[64];	  /* segment file name, "" if none */
+	uint64_t segment; /* segment number */
+	uint64_t record;  /* record number, 0 = the segment header or file */
+	char what[256];	  /* one line, no file name */
 };
 
 enum audit_reader_flag {
@@ -209,7 +209,7 @@ int audit_reader_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_
  * broken link (audit_reader_problem() says where). Once broken, it stays
  * broken. */
 int audit_reader_next(struct audit_reader *r, struct audit_entry *e)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 
 /* The reader's verdict so far; borrowed until audit_reader_close. */
 const struct audit_problem *audit_reader_problem(const struct audit_reader *r);
@@ -228,7 +228,8 @@ struct audit_verify_result {
  * the trail is broken: see res->problem.status), or -errno if it could not
  * be read at all (missing dir, wrong key). */
 int audit_verify(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
-		 const uint8_t audit_pk[AUDIT_PK_BYTES], const unsigned char audit_sk[AUDIT_SK_BYTES],
+		 const uint8_t audit_pk[AUDIT_PK_BYTES],
+		 const unsigned char audit_sk[AUDIT_SK_BYTES],
 		 const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
 		 struct audit_verify_result *res) __attribute__((warn_unused_result));
 
@@ -240,7 +241,7 @@ size_t audit_event_format(const struct audit_event *ev, char *buf, size_t cap);
 
 /* Event names ("open", "read-summary", ...) and back. */
 const char *audit_event_name(enum audit_event_type t); /* "?" if unknown */
-int audit_event_parse(const char *name);               /* type or -EINVAL */
+int audit_event_parse(const char *name);	       /* type or -EINVAL */
 
 /* Fault injection for tests: the nth call (from 1) of the kind fails with
  * err (-errno). A failing write first writes half its bytes, as a full disk
@@ -262,8 +263,8 @@ struct audit_seg_header {
 };
 /* Header flags. */
 #define AUDIT_HF_RECOVERY 0x0001u /* the previous segment had no closing seal */
-#define AUDIT_HF_RELINK 0x0002u   /* the previous segment could not be read */
-#define AUDIT_HF_KNOWN (AUDIT_HF_RECOVERY | AUDIT_HF_RELINK)
+#define AUDIT_HF_RELINK	  0x0002u /* the previous segment could not be read */
+#define AUDIT_HF_KNOWN	  (AUDIT_HF_RECOVERY | AUDIT_HF_RELINK)
 
 /* Structure only (no MAC check). @return 0, -EUCLEAN, -EOPNOTSUPP. */
 int audit_header_parse(const uint8_t *buf, size_t len, struct audit_seg_header *h);
@@ -272,7 +273,7 @@ struct audit_frame {
 	uint32_t len; /* whole frame */
 	uint8_t kind;
 	uint64_t record;
-	const uint8_t *nonce;      /* 24 bytes, borrowed from the buffer */
+	const uint8_t *nonce;	   /* 24 bytes, borrowed from the buffer */
 	const uint8_t *ciphertext; /* len - 40 - 32 bytes */
 	size_t ciphertext_len;
 	const uint8_t *chain; /* 32 bytes */

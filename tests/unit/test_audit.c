@@ -71,21 +71,23 @@ static struct audit_event sample(unsigned i)
 	static const struct audit_range rg[2] = {{0, 4096}, {8192, 100}};
 	snprintf(path, sizeof path, "/customers/file-%u.pdf", i);
 	struct audit_event ev = {
-		.type = i % 3 == 0 ? AUDIT_EV_OPEN : i % 3 == 1 ? AUDIT_EV_READ_SUMMARY : AUDIT_EV_RENAME,
-		.time_us = 1700000000000000ull + i,
-		.uid = 1000 + i,
-		.gid = 100,
-		.pid = 4000 + i,
-		.user = "alice",
-		.process = "soffice.bin",
-		.path = path,
-		.path2 = i % 3 == 2 ? "/customers/renamed.pdf" : NULL,
-		.level = "confidential",
-		.outcome = i % 5 == 0 ? 13 : 0,
-		.mode = 2,
-		.bytes = 4196,
-		.ranges = i % 3 == 1 ? rg : NULL,
-		.nranges = i % 3 == 1 ? 2 : 0,
+	    .type = i % 3 == 0	 ? AUDIT_EV_OPEN
+		    : i % 3 == 1 ? AUDIT_EV_READ_SUMMARY
+				 : AUDIT_EV_RENAME,
+	    .time_us = 1700000000000000ull + i,
+	    .uid = 1000 + i,
+	    .gid = 100,
+	    .pid = 4000 + i,
+	    .user = "alice",
+	    .process = "soffice.bin",
+	    .path = path,
+	    .path2 = i % 3 == 2 ? "/customers/renamed.pdf" : NULL,
+	    .level = "confidential",
+	    .outcome = i % 5 == 0 ? 13 : 0,
+	    .mode = 2,
+	    .bytes = 4196,
+	    .ranges = i % 3 == 1 ? rg : NULL,
+	    .nranges = i % 3 == 1 ? 2 : 0,
 	};
 	return ev;
 }
@@ -693,8 +695,8 @@ TEST(long_fields_are_cut_and_flagged_and_extra_ranges_merged)
 		rg[i] = (struct audit_range){i * 1000ull, 10};
 	fx_init(&fx);
 	CHECK_EQ(fx_open(&fx, NULL, &l), 0);
-	struct audit_event ev = {.type = AUDIT_EV_WRITE, .path = longpath, .ranges = rg,
-				 .nranges = 100};
+	struct audit_event ev = {
+	    .type = AUDIT_EV_WRITE, .path = longpath, .ranges = rg, .nranges = 100};
 	CHECK_EQ(audit_log_write(l, &ev), 0);
 	CHECK_EQ(audit_log_close(l), 0);
 	CHECK_EQ(audit_reader_open(fx.dir, fx.vault_id, fx.pk, fx.sk, fx.chain_key, 0, &r), 0);
@@ -705,7 +707,8 @@ TEST(long_fields_are_cut_and_flagged_and_extra_ranges_merged)
 	CHECK(e->flags & AUDIT_F_RANGES_MERGED);
 	CHECK_EQ(e->nranges, AUDIT_RANGES_MAX);
 	CHECK_EQ(e->ranges[AUDIT_RANGES_MAX - 1].off, (AUDIT_RANGES_MAX - 1) * 1000ull);
-	CHECK_EQ(e->ranges[AUDIT_RANGES_MAX - 1].len, 99 * 1000ull + 10 - (AUDIT_RANGES_MAX - 1) * 1000ull);
+	CHECK_EQ(e->ranges[AUDIT_RANGES_MAX - 1].len,
+		 99 * 1000ull + 10 - (AUDIT_RANGES_MAX - 1) * 1000ull);
 	CHECK(e->time_us > 1700000000000000ull); /* 0 means now */
 	audit_reader_close(r);
 	free(e);
@@ -750,8 +753,8 @@ static void *thr_main(void *p)
 {
 	struct thr_arg *a = p;
 	for (unsigned i = 0; i < 200 && !a->rc; i++) {
-		struct audit_event ev = {.type = AUDIT_EV_OPEN, .uid = a->base, .bytes = i,
-					 .path = "/shared.xlsx"};
+		struct audit_event ev = {
+		    .type = AUDIT_EV_OPEN, .uid = a->base, .bytes = i, .path = "/shared.xlsx"};
 		a->rc = audit_log_write(a->l, &ev);
 	}
 	return NULL;
@@ -809,10 +812,11 @@ TEST(follow_reader_sees_records_appended_after_it_reached_the_end)
 	struct audit_event ev = sample(0);
 	CHECK_EQ(audit_log_write(l, &ev), 0);
 	CHECK_EQ(audit_reader_open(fx.dir, fx.vault_id, fx.pk, fx.sk, fx.chain_key,
-				   AUDIT_READ_FOLLOW, &r), 0);
+				   AUDIT_READ_FOLLOW, &r),
+		 0);
 	CHECK_EQ(audit_reader_next(r, e), 1);
 	CHECK_EQ(audit_reader_next(r, e), 0); /* nothing new yet */
-	for (unsigned i = 1; i < 30; i++) {  /* across several rotations */
+	for (unsigned i = 1; i < 30; i++) {   /* across several rotations */
 		ev = sample(i);
 		CHECK_EQ(audit_log_write(l, &ev), 0);
 	}
@@ -860,8 +864,13 @@ TEST(log_opened_after_its_predecessor_was_damaged_restarts_the_chain_with_an_ale
 TEST(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse)
 {
 	char buf[256];
-	struct audit_event ev = {.type = AUDIT_EV_RENAME, .uid = 1000, .user = "alice", .pid = 7,
-				 .outcome = 13, .path = "/a b/\"x\"\n", .path2 = "/c\\d"};
+	struct audit_event ev = {.type = AUDIT_EV_RENAME,
+				 .uid = 1000,
+				 .user = "alice",
+				 .pid = 7,
+				 .outcome = 13,
+				 .path = "/a b/\"x\"\n",
+				 .path2 = "/c\\d"};
 	size_t n = audit_event_format(&ev, buf, sizeof buf);
 	CHECK_EQ(n, strlen(buf));
 	CHECK(strcmp(buf, "event=rename uid=1000 user=alice pid=7 outcome=13 "

@@ -135,8 +135,7 @@ static int audit_time_parse(const char *s, uint64_t *out)
 	}
 	if (*s == 'Z')
 		s++;
-	if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
-	    y < 1970)
+	if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
 		return -EINVAL;
 	memset(&tm, 0, sizeof tm);
 	tm.tm_year = y - 1900;
@@ -238,8 +237,11 @@ static void json_str(FILE *out, const char *key, const char *s)
 	fprintf(out, ",\"%s\":\"", key);
 	while (*p) {
 		unsigned c = *p;
-		int len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-			: (c & 0xf8) == 0xf0 ? 4 : 0;
+		int len = c < 0x80	       ? 1
+			  : (c & 0xe0) == 0xc0 ? 2
+			  : (c & 0xf0) == 0xe0 ? 3
+			  : (c & 0xf8) == 0xf0 ? 4
+					       : 0;
 		bool ok = len > 0 && !(len == 2 && c < 0xc2) && !(c > 0xf4);
 		for (int i = 1; ok && i < len; i++)
 			if ((p[i] & 0xc0) != 0x80)
@@ -356,16 +358,17 @@ struct audit_keys {
 };
 
 /* Unlock with an admin secret and find the trail. */
-static int audit_unlock(const char *store, const struct cli_secret_opts *so,
-			struct kr_keyring **kr, struct audit_keys *k)
+static int audit_unlock(const char *store, const struct cli_secret_opts *so, struct kr_keyring **kr,
+			struct audit_keys *k)
 {
 	int rc = cli_unlock(store, so, kr);
 	if (rc != EXIT_OK)
 		return rc;
 	k->sk = kr_audit_sk(*kr);
 	if (!kr_keyring_is_admin(*kr) || !k->sk) {
-		cli_err(store, "keyslot %d is not an admin keyslot: only an admin secret can read "
-			       "the audit trail",
+		cli_err(store,
+			"keyslot %d is not an admin keyslot: only an admin secret can read "
+			"the audit trail",
 			kr_keyring_slot(*kr));
 		return EXIT_FAIL;
 	}
@@ -410,8 +413,8 @@ static int audit_broken(const struct audit_keys *k, const struct audit_problem *
 static int audit_verify_cmd(const struct audit_keys *k)
 {
 	struct audit_verify_result res;
-	int rc = audit_verify(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key,
-			      &res);
+	int rc =
+	    audit_verify(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key, &res);
 	if (rc)
 		return audit_open_err(k, rc);
 	switch (res.problem.status) {
@@ -592,14 +595,16 @@ int cmd_audit(int argc, char **argv)
 	}
 	if (since) {
 		if (audit_time_parse(since, &f.since_us)) {
-			cli_err(since, "not a time (2024-05-01T13:30:00Z, @SECONDS or an age like 2h)");
+			cli_err(since,
+				"not a time (2024-05-01T13:30:00Z, @SECONDS or an age like 2h)");
 			return EXIT_USAGE;
 		}
 		f.have_since = true;
 	}
 	if (until) {
 		if (audit_time_parse(until, &f.until_us)) {
-			cli_err(until, "not a time (2024-05-01T13:30:00Z, @SECONDS or an age like 2h)");
+			cli_err(until,
+				"not a time (2024-05-01T13:30:00Z, @SECONDS or an age like 2h)");
 			return EXIT_USAGE;
 		}
 		f.have_until = true;
