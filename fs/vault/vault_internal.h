@@ -183,6 +183,13 @@ int vault_ofile_get(struct vault *v, int dirfd, const char *sname, bool open_if_
  * caller says where the file is named, which allows compaction. */
 int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const char *sname);
 
+/* True if the caller's reference is the only one (v->ns exclusive): then
+ * dropping it seals and closes the file at once. */
+bool vault_ofile_sole(struct vault *v, struct vault_ofile *of);
+/* Put back atime and mtime of sname after an attribute-only change sealed
+ * the file: chmod, chown or an xattr is not a content change. */
+void vault_times_restore(int dirfd, const char *sname, const struct stat *before);
+
 /* ---- vault_xattr.c ---- */
 
 /* Mode bits (07777) and ACLs for a new object in parent d. *acc / *dflt

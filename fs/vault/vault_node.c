@@ -211,6 +211,23 @@ int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const ch
 	return r;
 }
 
+bool vault_ofile_sole(struct vault *v, struct vault_ofile *of)
+{
+	bool sole;
+
+	pthread_mutex_lock(&v->files_lock);
+	sole = of->refs == 1;
+	pthread_mutex_unlock(&v->files_lock);
+	return sole;
+}
+
+void vault_times_restore(int dirfd, const char *sname, const struct stat *before)
+{
+	struct timespec ts[2] = { before->st_atim, before->st_mtim };
+
+	(void)store_utimensat(dirfd, sname, ts);
+}
+
 /* ---- attributes ---- */
 
 static void stat_from_attr(struct stat *st, const struct vf_attr *a)
@@ -411,7 +428,8 @@ static int node_chmod_chown(struct vault *v, const char *path, uint32_t mode, ui
 	struct vault_dir *d = NULL;
 	struct vault_loc loc;
 	struct stat st;
-	int r;
+	bool sole;
+	int r, e;
 
 	if (vault_ro(v))
 		return -EROFS;
@@ -429,13 +447,13 @@ static int node_chmod_chown(struct vault *v, const char *path, uint32_t mode, ui
 	r = vault_ofile_get(v, loc.dir->fd, loc.sn.name, true, &st, &of);
 	if (r < 0)
 		goto out;
+	sole = vault_ofile_sole(v, of);
 	r = file_chmod_chown(of->f, mode, uid, gid);
-	{
-		int e = vault_ofile_put(v, of, loc.dir->fd, loc.sn.name);
-
-		if (r == 0)
-			r = e;
-	}
+	e = vault_ofile_put(v, of, loc.dir->fd, loc.sn.name);
+	if (r == 0)
+		r = e;
+	if (r == 0 && sole)
+		vault_times_restore(loc.dir->fd, loc.sn.name, &st);
 out:
 	vault_dir_put(v, d);
 	vault_loc_put(v, &loc);

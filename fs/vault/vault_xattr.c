@@ -103,21 +103,21 @@ static ssize_t level_get(const struct vault *v, unsigned level, void *val, size_
 /* The directory or the open file a path names (v->ns held). Exactly one of
  * *d and *of is set on success. */
 static int node_get(struct vault *v, struct vault_loc *loc, struct vault_dir **d,
-		    struct vault_ofile **of)
+		    struct vault_ofile **of, struct stat *stp)
 {
-	struct stat st;
+	struct stat tmp, *st = stp ? stp : &tmp;
 	int r;
 
 	*d = NULL;
 	*of = NULL;
 	if (!loc->dir)
 		return vault_dir_get(v, "/", d);
-	r = store_fstatat(loc->dir->fd, loc->sn.name, &st);
+	r = store_fstatat(loc->dir->fd, loc->sn.name, st);
 	if (r < 0)
 		return r;
-	if (S_ISDIR(st.st_mode))
+	if (S_ISDIR(st->st_mode))
 		return vault_dir_get(v, loc->path, d);
-	return vault_ofile_get(v, loc->dir->fd, loc->sn.name, true, &st, of);
+	return vault_ofile_get(v, loc->dir->fd, loc->sn.name, true, st, of);
 }
 
 static int node_put(struct vault *v, struct vault_loc *loc, struct vault_dir *d,
@@ -140,7 +140,7 @@ ssize_t vault_getxattr(struct vault *v, const struct vault_caller *c, const char
 	r = vault_loc_get(v, path, &loc);
 	if (r < 0)
 		goto unlock;
-	r = node_get(v, &loc, &d, &of);
+	r = node_get(v, &loc, &d, &of, NULL);
 	if (r < 0)
 		goto out;
 	if (strcmp(name, VAULT_XATTR_LEVEL) == 0) {
@@ -180,7 +180,7 @@ ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const cha
 	r = vault_loc_get(v, path, &loc);
 	if (r < 0)
 		goto unlock;
-	r = node_get(v, &loc, &d, &of);
+	r = node_get(v, &loc, &d, &of, NULL);
 	if (r < 0)
 		goto out;
 	if (d)
@@ -292,7 +292,8 @@ static int xattr_change(struct vault *v, const char *path, const char *name, con
 	struct vault_dir *d = NULL;
 	struct vault_loc loc;
 	mode_t perm, *mode = NULL;
-	bool equiv = false;
+	bool equiv = false, sole = false;
+	struct stat st;
 	int r, e;
 
 	if (vault_ro(v))
@@ -308,9 +309,10 @@ static int xattr_change(struct vault *v, const char *path, const char *name, con
 	r = vault_loc_get(v, path, &loc);
 	if (r < 0)
 		goto unlock;
-	r = node_get(v, &loc, &d, &of);
+	r = node_get(v, &loc, &d, &of, &st);
 	if (r < 0)
 		goto out;
+	sole = of && vault_ofile_sole(v, of);
 	if (strcmp(name, VAULT_XATTR_LEVEL) == 0) {
 		r = val ? level_set(v, d, val, len) : -EOPNOTSUPP;
 		goto out;
@@ -346,6 +348,8 @@ out:
 	e = node_put(v, &loc, d, of);
 	if (r == 0)
 		r = e;
+	if (r == 0 && sole)
+		vault_times_restore(loc.dir->fd, loc.sn.name, &st);
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);

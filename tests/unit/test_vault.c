@@ -1413,6 +1413,26 @@ TEST(rename_exchange_of_long_names_keeps_both_sidecars)
 	fx_free(&f);
 }
 
+TEST(chmod_chown_and_xattrs_of_a_file_keep_its_mtime)
+{
+	struct timespec ts[2] = { { 1000000000, 0 }, { 1500000000, 0 } };
+	struct stat st;
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put_file(f.v, "/file", "x", 1), 0);
+	CHECK_EQ(vault_utimens(f.v, &caller, "/file", ts), 0);
+	CHECK_EQ(vault_chmod(f.v, &caller, "/file", 0600), 0);
+	CHECK_EQ(vault_chown(f.v, &caller, "/file", 7, 7), 0);
+	CHECK_EQ(vault_setxattr(f.v, &caller, "/file", "user.tag", "t", 1, 0), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/file", &st), 0);
+	CHECK_EQ(st.st_mtim.tv_sec, 1500000000);
+	CHECK_EQ(st.st_atim.tv_sec, 1000000000);
+	CHECK_EQ(st.st_mode & 0777, 0600);
+	CHECK(st.st_ctim.tv_sec > 1500000000);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(acl_inherit_intersects_base_entries_and_mask_with_create_mode);
@@ -1465,5 +1485,6 @@ int main(void)
 	RUN(stat_after_remount_keeps_the_atime_set_by_utimens);
 	RUN(unlinked_open_file_stays_readable_and_writable_until_release);
 	RUN(rename_exchange_of_long_names_keeps_both_sidecars);
+	RUN(chmod_chown_and_xattrs_of_a_file_keep_its_mtime);
 	return tap_done();
 }
