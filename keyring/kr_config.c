@@ -108,7 +108,7 @@ void kr_config_default(struct kr_config *cfg)
 	cfg->chunk_size = KR_CHUNK_SIZE_DEFAULT;
 	cfg->nlevels = 4;
 	for (unsigned i = 0; i < 4; i++)
-		strcpy(cfg->levels[i].name, names[i]);
+		snprintf(cfg->levels[i].name, sizeof cfg->levels[i].name, "%s", names[i]);
 	levels_apply_defaults(cfg);
 }
 

@@ -45,7 +45,7 @@ static void store_fault_load_env(void)
 
 	if (!env || strlen(env) >= sizeof buf)
 		return;
-	strcpy(buf, env);
+	memcpy(buf, env, strlen(env) + 1);
 	for (tok = strtok_r(buf, ",", &save); tok && store_fault_nrules < STORE_FAULT_RULES;
 	     tok = strtok_r(NULL, ",", &save)) {
 		char kind[16], action[16];

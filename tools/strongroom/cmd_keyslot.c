@@ -146,10 +146,10 @@ static int keyslot_add(const char *store, const struct cli_secret_opts *so, cons
 		int l = kr_level_index(kr, level);
 		if (l < 0) {
 			char names[KR_MAX_LEVELS * (KR_LEVEL_NAME_MAX + 1) + 1] = "";
-			for (unsigned i = 0; i < cfg->nlevels; i++) {
-				strcat(names, i ? "," : "");
-				strcat(names, cfg->levels[i].name);
-			}
+			size_t used = 0;
+			for (unsigned i = 0; i < cfg->nlevels && used < sizeof names; i++)
+				used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+							 i ? "," : "", cfg->levels[i].name);
 			cli_err(level, "no such level in %s (levels: %s)", store, names);
 			rc = EXIT_USAGE;
 			goto out;
