@@ -79,5 +79,6 @@ int cmd_unmount(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_xray(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif
