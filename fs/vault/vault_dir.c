@@ -15,6 +15,10 @@
  *    sidecar "<that>.name" holding the full encrypted name: the sidecar is
  *    written before the entry and removed after it, so every long entry has
  *    its sidecar (an orphan sidecar is harmless and removed by rmdir).
+ *  - A store directory never exists under its entry name without its
+ *    .sr-dir: mkdir builds it under a reserved ".sr-tmp." name and renames
+ *    it into place, rmdir renames it out of sight before taking it apart.
+ *    Reserved leftovers of a crash are removed when their parent is.
  *  - Rewriting .sr-dir keeps the store directory's mtime: backup tools see a
  *    directory change only when its entries change.
  *  - Listing never fails because of one bad name: a name that does not
@@ -450,6 +454,39 @@ void vault_dirlist_free(struct vault_dirlist *l)
 
 /* ---- mkdir, rmdir ---- */
 
+/* A fresh reserved name for a directory on its way in or out. */
+static void tmp_dir_name(char out[FMT_NAME_MAX + 1])
+{
+	unsigned char r[12];
+	char hex[sizeof(r) * 2 + 1];
+
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+	snprintf(out, FMT_NAME_MAX + 1, "%sd.%s", FMT_TMP_PREFIX, hex);
+}
+
+/* Remove a leftover temporary directory of mkdir or rmdir (it holds at most
+ * .sr-dir and temporary files). */
+static void tmp_dir_remove(int dirfd, const char *name)
+{
+	struct dirent *de;
+	DIR *dp;
+	int fd = store_openat(dirfd, name, O_RDONLY | O_DIRECTORY, 0);
+
+	if (fd < 0)
+		return;
+	dp = fdopendir(fd);
+	if (!dp) {
+		store_close(fd);
+		return;
+	}
+	while ((de = readdir(dp)))
+		if (entry_kind(de->d_name) == ENT_META || entry_kind(de->d_name) == ENT_TMP)
+			(void)store_unlinkat(fd, de->d_name, 0);
+	closedir(dp);
+	(void)store_unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
 int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode)
 {
 	struct vault_dir nd = { 0 };
@@ -457,6 +494,7 @@ int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path,
 	void *acc = NULL, *dflt = NULL;
 	size_t acc_len = 0, dflt_len = 0;
 	bool made = false, sidecar = false;
+	char tmp[FMT_NAME_MAX + 1];
 	mode_t perm;
 	uint32_t gid;
 	struct stat st;
@@ -499,30 +537,35 @@ int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path,
 		if (r < 0)
 			goto out;
 	}
-	r = vault_sidecar_write(loc.dir->fd, &loc.sn);
-	if (r < 0)
-		goto out;
-	sidecar = true;
-	r = store_mkdirat(loc.dir->fd, loc.sn.name, 0700);
+	/* Built under a reserved name, metadata included, then renamed into
+	 * place: a crash never leaves a directory without its .sr-dir. */
+	tmp_dir_name(tmp);
+	r = store_mkdirat(loc.dir->fd, tmp, 0700);
 	if (r < 0)
 		goto out;
 	made = true;
-	fd = store_openat(loc.dir->fd, loc.sn.name, O_RDONLY | O_DIRECTORY, 0);
+	fd = store_openat(loc.dir->fd, tmp, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0) {
 		r = fd;
 		goto out;
 	}
 	r = vault_dirmeta_store(v, fd, &nd);
+	if (r < 0)
+		goto out;
+	r = vault_sidecar_write(loc.dir->fd, &loc.sn);
+	if (r < 0)
+		goto out;
+	sidecar = true;
+	r = store_renameat(loc.dir->fd, tmp, loc.dir->fd, loc.sn.name, RENAME_NOREPLACE);
+	if (r == 0)
+		made = sidecar = false;
 out:
-	if (r < 0 && made) {
-		if (fd >= 0)
-			(void)store_unlinkat(fd, FMT_DIRMETA_NAME, 0);
-		(void)store_unlinkat(loc.dir->fd, loc.sn.name, AT_REMOVEDIR);
-	}
-	if (r < 0 && sidecar)
-		vault_sidecar_remove(loc.dir->fd, &loc.sn);
 	if (fd >= 0)
 		store_close(fd);
+	if (made)
+		tmp_dir_remove(loc.dir->fd, tmp);
+	if (sidecar)
+		vault_sidecar_remove(loc.dir->fd, &loc.sn);
 	free(nd.xattrs);
 	free(acc);
 	free(dflt);
@@ -548,7 +591,9 @@ static int empty_one(void *vctx, const char *name, unsigned char type)
 		return 0;
 	case ENT_TMP:
 	case ENT_SIDECAR:
-		if (ctx->remove_junk)
+		if (ctx->remove_junk && type == DT_DIR)
+			tmp_dir_remove(ctx->dirfd, name);
+		else if (ctx->remove_junk)
 			(void)store_unlinkat(ctx->dirfd, name, 0);
 		return 0;
 	default:
@@ -576,6 +621,7 @@ int vault_rmdir(struct vault *v, const struct vault_caller *c, const char *path)
 	struct vault_dir *d = NULL;
 	struct vault_loc loc;
 	unsigned char *meta = NULL;
+	char tmp[FMT_NAME_MAX + 1];
 	ssize_t mlen = 0;
 	struct stat st;
 	int r;
@@ -605,18 +651,24 @@ int vault_rmdir(struct vault *v, const struct vault_caller *c, const char *path)
 		r = r < 0 ? r : -ENOTEMPTY;
 		goto out;
 	}
-	/* Keep the metadata to put back if the store refuses the rmdir. */
+	/* Out of sight first (a crash leaves only reserved junk), then its
+	 * metadata, then the store directory; the metadata is kept to put
+	 * back if the store refuses. */
 	mlen = vault_dirmeta_raw(d->fd, &meta);
 	if (mlen < 0) {
 		r = (int)mlen;
 		goto out;
 	}
-	r = store_unlinkat(d->fd, FMT_DIRMETA_NAME, 0);
+	tmp_dir_name(tmp);
+	r = store_renameat(loc.dir->fd, loc.sn.name, loc.dir->fd, tmp, RENAME_NOREPLACE);
 	if (r < 0)
 		goto out;
-	r = store_unlinkat(loc.dir->fd, loc.sn.name, AT_REMOVEDIR);
+	r = store_unlinkat(d->fd, FMT_DIRMETA_NAME, 0);
+	if (r == 0)
+		r = store_unlinkat(loc.dir->fd, tmp, AT_REMOVEDIR);
 	if (r < 0) {
 		(void)store_write_atomic(d->fd, FMT_DIRMETA_NAME, meta, (size_t)mlen);
+		(void)store_renameat(loc.dir->fd, tmp, loc.dir->fd, loc.sn.name, RENAME_NOREPLACE);
 		goto out;
 	}
 	vault_sidecar_remove(loc.dir->fd, &loc.sn);

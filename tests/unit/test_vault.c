@@ -1433,6 +1433,34 @@ TEST(chmod_chown_and_xattrs_of_a_file_keep_its_mtime)
 	fx_free(&f);
 }
 
+TEST(crash_leftovers_of_mkdir_are_invisible_and_removed_with_their_parent)
+{
+	struct vault_dirlist l;
+	char dir[600], junk[700], meta[720];
+	struct stat st;
+	struct fx f;
+	int fd;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(vault_mkdir(f.v, &caller, "/p", 0755), 0);
+	CHECK_EQ(tree_first_dir(&f, dir, sizeof(dir)), 0);
+	CHECK_EQ(count_entries(dir), 1); /* .sr-dir only: no temporary left */
+	/* What a crash in the middle of mkdir or rmdir leaves behind. */
+	snprintf(junk, sizeof(junk), "%s/.sr-tmp.d.0123456789ab", dir);
+	CHECK_EQ(mkdir(junk, 0700), 0);
+	snprintf(meta, sizeof(meta), "%s/.sr-dir", junk);
+	fd = open(meta, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK_EQ(vault_readdir(f.v, &caller, "/p", false, &l), 0);
+	CHECK_EQ(l.n, 0);
+	vault_dirlist_free(&l);
+	CHECK_EQ(vault_rmdir(f.v, &caller, "/p"), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/p", &st), -ENOENT);
+	CHECK(stat(dir, &st) < 0);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(acl_inherit_intersects_base_entries_and_mask_with_create_mode);
@@ -1486,5 +1514,6 @@ int main(void)
 	RUN(unlinked_open_file_stays_readable_and_writable_until_release);
 	RUN(rename_exchange_of_long_names_keeps_both_sidecars);
 	RUN(chmod_chown_and_xattrs_of_a_file_keep_its_mtime);
+	RUN(crash_leftovers_of_mkdir_are_invisible_and_removed_with_their_parent);
 	return tap_done();
 }
