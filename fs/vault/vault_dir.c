@@ -454,8 +454,7 @@ void vault_dirlist_free(struct vault_dirlist *l)
 
 /* ---- mkdir, rmdir ---- */
 
-/* A fresh reserved name for a directory on its way in or out. */
-static void tmp_dir_name(char out[FMT_NAME_MAX + 1])
+void vault_tmp_dir_name(char out[FMT_NAME_MAX + 1])
 {
 	unsigned char r[12];
 	char hex[sizeof(r) * 2 + 1];
@@ -465,9 +464,7 @@ static void tmp_dir_name(char out[FMT_NAME_MAX + 1])
 	snprintf(out, FMT_NAME_MAX + 1, "%sd.%s", FMT_TMP_PREFIX, hex);
 }
 
-/* Remove a leftover temporary directory of mkdir or rmdir (it holds at most
- * .sr-dir and temporary files). */
-static void tmp_dir_remove(int dirfd, const char *name)
+void vault_tmp_dir_remove(int dirfd, const char *name)
 {
 	struct dirent *de;
 	DIR *dp;
@@ -539,7 +536,7 @@ int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path,
 	}
 	/* Built under a reserved name, metadata included, then renamed into
 	 * place: a crash never leaves a directory without its .sr-dir. */
-	tmp_dir_name(tmp);
+	vault_tmp_dir_name(tmp);
 	r = store_mkdirat(loc.dir->fd, tmp, 0700);
 	if (r < 0)
 		goto out;
@@ -563,7 +560,7 @@ out:
 	if (fd >= 0)
 		store_close(fd);
 	if (made)
-		tmp_dir_remove(loc.dir->fd, tmp);
+		vault_tmp_dir_remove(loc.dir->fd, tmp);
 	if (sidecar)
 		vault_sidecar_remove(loc.dir->fd, &loc.sn);
 	free(nd.xattrs);
@@ -592,7 +589,7 @@ static int empty_one(void *vctx, const char *name, unsigned char type)
 	case ENT_TMP:
 	case ENT_SIDECAR:
 		if (ctx->remove_junk && type == DT_DIR)
-			tmp_dir_remove(ctx->dirfd, name);
+			vault_tmp_dir_remove(ctx->dirfd, name);
 		else if (ctx->remove_junk)
 			(void)store_unlinkat(ctx->dirfd, name, 0);
 		return 0;
@@ -659,7 +656,7 @@ int vault_rmdir(struct vault *v, const struct vault_caller *c, const char *path)
 		r = (int)mlen;
 		goto out;
 	}
-	tmp_dir_name(tmp);
+	vault_tmp_dir_name(tmp);
 	r = store_renameat(loc.dir->fd, loc.sn.name, loc.dir->fd, tmp, RENAME_NOREPLACE);
 	if (r < 0)
 		goto out;

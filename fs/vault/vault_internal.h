@@ -165,6 +165,10 @@ int vault_dir_empty(int dirfd, bool remove_junk);
 /* The raw bytes of dirfd's .sr-dir (to put back if a later step fails).
  * @return the length and *buf malloc'd, or -errno. */
 ssize_t vault_dirmeta_raw(int dirfd, unsigned char **buf);
+/* A fresh reserved name for a directory on its way in or out. */
+void vault_tmp_dir_name(char out[FMT_NAME_MAX + 1]);
+/* Remove such a directory (it holds at most .sr-dir and temporary files). */
+void vault_tmp_dir_remove(int dirfd, const char *name);
 /* Write the long-name sidecar of sn in dirfd (before the entry). */
 int vault_sidecar_write(int dirfd, const struct vault_sname *sn);
 void vault_sidecar_remove(int dirfd, const struct vault_sname *sn);

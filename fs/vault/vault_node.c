@@ -600,10 +600,9 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 		 unsigned flags)
 {
 	struct vault_loc *fl = NULL, *tl = NULL;
-	bool have_fl = false, have_tl = false, sidecar = false, meta_gone = false;
+	bool have_fl = false, have_tl = false, sidecar = false, have_hidden = false;
 	struct vault_dir *td = NULL;
-	unsigned char *meta = NULL;
-	ssize_t mlen = 0;
+	char hidden[FMT_NAME_MAX + 1];
 	struct stat fst, tst;
 	int r, tr;
 
@@ -679,8 +678,8 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 	}
 	if (tr == 0 && S_ISDIR(tst.st_mode)) {
 		/* The store cannot replace a directory holding .sr-dir: check
-		 * it is empty as plaintext, then take its metadata out, keeping
-		 * the bytes to put back if the rename fails. */
+		 * it is empty as plaintext and move it out of sight; it goes
+		 * once the rename is done, or comes back if it fails. */
 		r = vault_dir_get(v, tl->path, &td);
 		if (r < 0)
 			goto out;
@@ -689,15 +688,11 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 			r = r < 0 ? r : -ENOTEMPTY;
 			goto out;
 		}
-		mlen = vault_dirmeta_raw(td->fd, &meta);
-		if (mlen < 0) {
-			r = (int)mlen;
-			goto out;
-		}
-		r = store_unlinkat(td->fd, FMT_DIRMETA_NAME, 0);
+		vault_tmp_dir_name(hidden);
+		r = store_renameat(tl->dir->fd, tl->sn.name, tl->dir->fd, hidden, RENAME_NOREPLACE);
 		if (r < 0)
 			goto out;
-		meta_gone = true;
+		have_hidden = true;
 	}
 	if (tr < 0) {
 		r = vault_sidecar_write(tl->dir->fd, &tl->sn);
@@ -709,17 +704,19 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 			   flags & RENAME_NOREPLACE);
 	if (r < 0)
 		goto out;
-	meta_gone = false;
+	if (have_hidden)
+		vault_tmp_dir_remove(tl->dir->fd, hidden);
+	have_hidden = false;
 	sidecar = false;
 	vault_sidecar_remove(fl->dir->fd, &fl->sn);
 	vault_dcache_drop(v, fl->path);
 	vault_dcache_drop(v, tl->path);
 out:
-	if (meta_gone)
-		(void)store_write_atomic(td->fd, FMT_DIRMETA_NAME, meta, (size_t)mlen);
+	if (have_hidden)
+		(void)store_renameat(tl->dir->fd, hidden, tl->dir->fd, tl->sn.name,
+				     RENAME_NOREPLACE);
 	if (sidecar)
 		vault_sidecar_remove(tl->dir->fd, &tl->sn);
-	free(meta);
 	vault_dir_put(v, td);
 	if (have_tl)
 		vault_loc_put(v, tl);

@@ -568,6 +568,7 @@ TEST(rename_of_a_directory_moves_its_contents_and_forgets_the_old_path)
 
 TEST(rename_over_an_empty_directory_replaces_it_and_refuses_a_full_one)
 {
+	char tree[300];
 	struct fx f;
 	struct stat st;
 
@@ -580,6 +581,8 @@ TEST(rename_over_an_empty_directory_replaces_it_and_refuses_a_full_one)
 	CHECK_EQ(vault_rename(f.v, &caller, "/src", "/full", 0), -ENOTEMPTY);
 	CHECK_EQ(vault_getattr(f.v, &caller, "/full/g", &st), 0);
 	CHECK_EQ(vault_rename(f.v, &caller, "/src", "/empty", 0), 0);
+	snprintf(tree, sizeof(tree), "%s/tree", f.store);
+	CHECK_EQ(count_entries(tree), 3); /* .sr-dir, full, empty: nothing hidden left */
 	CHECK_EQ(vault_getattr(f.v, &caller, "/empty/f", &st), 0);
 	CHECK_EQ(vault_getattr(f.v, &caller, "/src", &st), -ENOENT);
 	CHECK_EQ(vault_rename(f.v, &caller, "/empty/f", "/full", 0), -EISDIR);
