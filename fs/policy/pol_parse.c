@@ -217,7 +217,7 @@ static struct pol_policy *policy_new(const char *const *levels, unsigned nlevels
 			free(p);
 			return NULL;
 		}
-		strcpy(p->levels[i], levels[i]);
+		snprintf(p->levels[i], sizeof(p->levels[i]), "%s", levels[i]);
 	}
 	p->nlevels = nlevels;
 	p->default_clearance = 0;
