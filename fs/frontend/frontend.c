@@ -407,8 +407,16 @@ static void fe_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (err == 0)
 		fe_reply_learned(req, fe, pn, name, &st);
 	pthread_rwlock_unlock(&fe->ns);
-	if (err)
+	if (err == ENOENT) {
+		/* The driver is the only writer: the kernel may remember that
+		 * the name is absent (saves a request per probe, as git and
+		 * SQLite make many) and forgets it when it creates the name. */
+		struct fuse_entry_param e = { .ino = 0, .entry_timeout = FE_ENTRY_TIMEOUT };
+
+		fuse_reply_entry(req, &e);
+	} else if (err) {
 		fuse_reply_err(req, fe_errno(-err));
+	}
 	free(path);
 }
 

@@ -5,6 +5,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -281,3 +282,56 @@ def test_locks_exclude_another_process(vault, kind):
         assert other() == "got"
     finally:
         os.close(fd)
+
+
+def getfacl(path):
+    r = subprocess.run(["getfacl", "-cp", str(path)], check=True, capture_output=True, text=True)
+    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
+
+
+def create_with_umask(path, mode, umask, mkdir=False):
+    old = os.umask(umask)
+    try:
+        if mkdir:
+            os.mkdir(path, mode)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.skipif(not shutil.which("setfacl"), reason="acl tools not installed")
+def test_default_acl_decides_new_file_permissions_and_umask_is_not_applied(vault):
+    _, mnt = vault
+    shared = mnt / "shared"
+    os.mkdir(shared, 0o770)
+    subprocess.run(["setfacl", "-d", "-m", "u::rwx,u:nobody:rwx,g::rwx,o::---", str(shared)], check=True)
+    create_with_umask(shared / "f", 0o666, 0o077)
+    create_with_umask(shared / "sub", 0o777, 0o077, mkdir=True)
+    acl = getfacl(shared / "f")
+    assert "user:nobody:rwx\t#effective:rw-" in acl or "user:nobody:rwx" in acl
+    assert "mask::rw-" in acl, f"umask was applied over the default ACL: {acl}"
+    assert stat.S_IMODE(os.stat(shared / "f").st_mode) == 0o660
+    sub = getfacl(shared / "sub")
+    assert "default:user:nobody:rwx" in sub, "a new directory inherits the default ACL"
+    assert "mask::rwx" in sub
+    vault.remount()
+    assert "mask::rw-" in getfacl(shared / "f")
+
+
+def test_without_default_acl_the_umask_applies(vault):
+    _, mnt = vault
+    create_with_umask(mnt / "f", 0o666, 0o027)
+    create_with_umask(mnt / "d", 0o777, 0o027, mkdir=True)
+    assert stat.S_IMODE(os.stat(mnt / "f").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(mnt / "d").st_mode) == 0o750
+
+
+def test_a_name_created_after_a_failed_lookup_is_found(vault):
+    _, mnt = vault
+    assert not (mnt / "later").exists()
+    (mnt / "later").write_text("now here")
+    assert (mnt / "later").read_text() == "now here"
+    os.rename(mnt / "later", mnt / "moved")
+    assert not (mnt / "later").exists()
+    assert (mnt / "moved").exists()
