@@ -187,7 +187,6 @@ int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const ch
 		dtimes = store_fstat(dirfd, &dst) == 0;
 		r = vf_compact(of->f, dirfd, sname);
 		compacted = r == 0 && store_fstat(vf_fd(of->f), &fst) == 0;
-		(void)st;
 	}
 	e = vf_close(of->f);
 	if (e < 0 && r == 0)

@@ -292,7 +292,7 @@ static int xattr_change(struct vault *v, const char *path, const char *name, con
 	struct vault_dir *d = NULL;
 	struct vault_loc loc;
 	mode_t perm, *mode = NULL;
-	bool equiv = false, sole = false;
+	bool equiv = false, sole = false, empty_set = false;
 	struct stat st;
 	int r, e;
 
@@ -329,6 +329,7 @@ static int xattr_change(struct vault *v, const char *path, const char *name, con
 		if (r == 0) { /* an empty ACL: none at all */
 			val = NULL;
 			flags = 0;
+			empty_set = true;
 		}
 	}
 	if (val && strcmp(name, VAULT_XATTR_ACL_ACCESS) == 0) {
@@ -344,6 +345,8 @@ static int xattr_change(struct vault *v, const char *path, const char *name, con
 		r = dir_xattr_change(v, d, name, val, len, flags, mode);
 	else
 		r = file_xattr_change(of->f, name, val, len, flags, mode);
+	if (r == -ENODATA && empty_set)
+		r = 0; /* setting "no ACL" where there is none */
 out:
 	e = node_put(v, &loc, d, of);
 	if (r == 0)

@@ -1081,6 +1081,9 @@ TEST(setting_an_access_acl_sets_the_mode_and_chmod_sets_its_mask)
 	CHECK_EQ(vault_getxattr(f.v, &caller, "/f", "system.posix_acl_access", NULL, 0), -ENODATA);
 	CHECK_EQ(vault_setxattr(f.v, &caller, "/f", "system.posix_acl_default", a, len, 0),
 		 -EACCES);
+	/* A header without entries means "no ACL", also where there is none. */
+	CHECK_EQ(vault_setxattr(f.v, &caller, "/d", "system.posix_acl_default", a, 4, 0), 0);
+	CHECK_EQ(vault_getxattr(f.v, &caller, "/d", "system.posix_acl_default", NULL, 0), -ENODATA);
 	a[0] = 9;
 	CHECK_EQ(vault_setxattr(f.v, &caller, "/d", "system.posix_acl_access", a, len, 0), -EINVAL);
 	fx_free(&f);
