@@ -107,6 +107,10 @@ struct vf_file {
 	unsigned cache_next;
 
 	struct fmt_zctx *z; /* compression, under the exclusive lock */
+	uint8_t *wbuf;	    /* frames of one flush, under the exclusive lock */
+	size_t wbuf_cap;
+	uint8_t *spare[2]; /* freed dirty chunk buffers, reused */
+	size_t nspare;
 };
 
 static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
@@ -377,12 +381,34 @@ static int vf_dirty_cmp(const void *a, const void *b)
 	return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* A zeroed chunk buffer, from the spares when there is one. */
+static uint8_t *vf_chunk_buf_get(struct vf_file *f)
+{
+	if (f->nspare) {
+		uint8_t *b = f->spare[--f->nspare];
+		memset(b, 0, f->chunk_size);
+		return b;
+	}
+	return calloc(1, f->chunk_size);
+}
+
+/* Wipe a chunk buffer and keep it as a spare (or free it). */
+static void vf_chunk_buf_put(struct vf_file *f, uint8_t *b)
+{
+	if (!b)
+		return;
+	if (f->nspare < sizeof f->spare / sizeof f->spare[0]) {
+		f->spare[f->nspare++] = b;
+		return; /* wiped (zeroed) when handed out again or at vf_free */
+	}
+	sodium_memzero(b, f->chunk_size);
+	free(b);
+}
+
 static void vf_dirty_clear(struct vf_file *f)
 {
-	for (size_t i = 0; i < f->ndirty; i++) {
-		sodium_memzero(f->dirty[i].data, f->chunk_size);
-		free(f->dirty[i].data);
-	}
+	for (size_t i = 0; i < f->ndirty; i++)
+		vf_chunk_buf_put(f, f->dirty[i].data);
 	f->ndirty = 0;
 }
 
@@ -405,7 +431,7 @@ static int vf_flush_dirty(struct vf_file *f)
 {
 	size_t fmax = FMT_FRAME_HEADER_BYTES + fmt_chunk_bound(f->chunk_size) + FMT_FRAME_TAG_BYTES;
 	size_t ptcap = fmt_chunk_bound(f->chunk_size), used = 0;
-	uint8_t *buf = NULL, *pt = NULL;
+	uint8_t *buf, *pt = NULL;
 	struct fmt_chunk_ref *refs = NULL;
 	uint64_t base = f->end;
 	int rc = 0;
@@ -414,10 +440,17 @@ static int vf_flush_dirty(struct vf_file *f)
 		return 0;
 	if (!f->z && !(f->z = fmt_zctx_new()))
 		return -ENOMEM;
-	buf = malloc(fmax * f->ndirty);
+	if (f->wbuf_cap < fmax * f->ndirty) {
+		uint8_t *nb = realloc(f->wbuf, fmax * f->ndirty);
+		if (!nb)
+			return -ENOMEM;
+		f->wbuf = nb;
+		f->wbuf_cap = fmax * f->ndirty;
+	}
+	buf = f->wbuf;
 	pt = malloc(ptcap);
 	refs = calloc(f->ndirty, sizeof *refs);
-	if (!buf || !pt || !refs) {
+	if (!pt || !refs) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -460,7 +493,6 @@ out:
 	if (pt)
 		sodium_memzero(pt, ptcap);
 	free(pt);
-	free(buf);
 	free(refs);
 	return rc;
 }
@@ -482,7 +514,7 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 			return rc;
 	}
 	d = &f->dirty[f->ndirty];
-	d->data = calloc(1, f->chunk_size);
+	d->data = vf_chunk_buf_get(f);
 	if (!d->data)
 		return -ENOMEM;
 	d->index = index;
@@ -491,7 +523,7 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 	if (r) {
 		rc = vf_chunk_read(f, r, d->data, 0, r->raw_len);
 		if (rc) {
-			free(d->data);
+			vf_chunk_buf_put(f, d->data);
 			return rc;
 		}
 		d->len = r->raw_len;
@@ -639,6 +671,14 @@ static void vf_free(struct vf_file *f)
 		return;
 	vf_dirty_clear(f);
 	free(f->dirty);
+	for (size_t i = 0; i < f->nspare; i++) {
+		sodium_memzero(f->spare[i], f->chunk_size);
+		free(f->spare[i]);
+	}
+	if (f->wbuf) {
+		sodium_memzero(f->wbuf, f->wbuf_cap);
+		free(f->wbuf);
+	}
 	for (int i = 0; i < VF_CACHE_SLOTS; i++) {
 		if (f->cache[i].data) {
 			sodium_memzero(f->cache[i].data, f->chunk_size);
@@ -1110,8 +1150,7 @@ int vf_truncate(struct vf_file *f, uint64_t size)
 		}
 		for (size_t i = 0; i < f->ndirty;) {
 			if (f->dirty[i].index > cut || (f->dirty[i].index == cut && !keep)) {
-				sodium_memzero(f->dirty[i].data, f->chunk_size);
-				free(f->dirty[i].data);
+				vf_chunk_buf_put(f, f->dirty[i].data);
 				f->dirty[i] = f->dirty[--f->ndirty];
 			} else {
 				i++;

@@ -115,6 +115,21 @@ int vault_setxattr(struct vault *v, const struct vault_caller *c, const char *pa
 		   const void *val, size_t len, int flags);
 int vault_removexattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name);
 
+/* The audit trail (docs/audit.md): STORE/audit, written by this vault. */
+struct vault_audit_opts {
+	const char *store;	/* the store path: the trail is STORE/audit */
+	const char *mountpoint; /* named in the mount record; may be NULL */
+	bool fail_open;		/* an operation whose record cannot be written
+				 * goes on (default: it fails with EIO) */
+	bool syslog;		/* also forward each record to syslog (authpriv) */
+};
+/* Open the trail for appending and record the mount and the keyslot used.
+ * It starts the trail's sync thread: call after any fork. Nothing is
+ * recorded before; vault_close records the unmount and closes the trail.
+ * @return 0, or -errno if the trail could not be opened or written to. */
+int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
+	__attribute__((warn_unused_result));
+
 /* Store names seen by readdir that did not decrypt (skipped, not fatal):
  * damage or foreign files in the store, for status and fsck reports. */
 uint64_t vault_names_skipped(struct vault *v);
