@@ -211,7 +211,7 @@ static int dir_open_child(struct vault *v, struct vault_dir *parent, const char 
 		goto out;
 	}
 	d->fd = -1;
-	r = vault_sname_make(v, parent, name, nlen, sn);
+	r = vault_policy_sname_find(v, parent, name, nlen, sn);
 	if (r < 0)
 		goto out;
 	fd = store_openat(parent->fd, sn->name, O_RDONLY | O_DIRECTORY, 0);
@@ -225,6 +225,7 @@ static int dir_open_child(struct vault *v, struct vault_dir *parent, const char 
 		r = -EUCLEAN; /* a store directory without its metadata */
 	if (r < 0)
 		goto out;
+	d->top_level = d->level > parent->top_level ? d->level : parent->top_level;
 	d->path = strndup(path, plen);
 	if (!d->path) {
 		r = -ENOMEM;
@@ -334,7 +335,7 @@ int vault_loc_get(struct vault *v, const char *path, struct vault_loc *loc)
 	}
 	if (r < 0)
 		goto fail;
-	r = vault_sname_make(v, loc->dir, loc->last, strlen(loc->last), &loc->sn);
+	r = vault_policy_sname_find(v, loc->dir, loc->last, strlen(loc->last), &loc->sn);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -385,6 +386,7 @@ out:
 		return r;
 	}
 	d->refs = 1;
+	d->top_level = d->level;
 	v->root = d;
 	return 0;
 }
@@ -426,6 +428,8 @@ int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, s
 		goto out;
 	}
 	r = root_load(v);
+	if (r == 0)
+		r = vault_policy_load(v);
 out:
 	if (r < 0) {
 		vault_close(v);
@@ -476,10 +480,12 @@ int vault_close(struct vault *v)
 		pthread_mutex_destroy(&of->append_lock);
 		free(of);
 	}
+	r = vault_audit_shutdown(v, r); /* every file sealed: record the unmount */
 	pthread_mutex_lock(&v->dcache_lock);
 	while ((d = v->lru_head))
 		dcache_remove(v, d);
 	pthread_mutex_unlock(&v->dcache_lock);
+	vault_policy_free(v);
 	dir_free(v->root);
 	if (v->tree_fd >= 0)
 		store_close(v->tree_fd);

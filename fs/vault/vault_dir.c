@@ -117,17 +117,13 @@ static enum entry_kind entry_kind(const char *n)
 static ssize_t entry_name_decrypt(const struct vault *v, const struct vault_dir *d, const char *sname,
 				  enum entry_kind kind, char out[FMT_NAME_MAX + 1])
 {
-	const unsigned char *mac = kr_level_subkey(v->kr, d->level, KR_SUB_NAME_MAC);
-	const unsigned char *enc = kr_level_subkey(v->kr, d->level, KR_SUB_NAME_ENC);
 	char side[SIDECAR_LEN + 1];
 	char *buf = NULL;
 	ssize_t n;
 
-	if (!mac || !enc)
-		return -ENOKEY;
+	/* Under the folder's level, or an entry's own higher one. */
 	if (kind == ENT_NAME)
-		return fmt_name_decrypt(mac, enc, d->dir_id, sname, strlen(sname), out,
-					FMT_NAME_MAX + 1);
+		return vault_policy_name_decrypt(v, d, sname, strlen(sname), out, NULL);
 	buf = malloc(VAULT_ENC_NAME_MAX);
 	if (!buf)
 		return -ENOMEM;
@@ -139,7 +135,7 @@ static ssize_t entry_name_decrypt(const struct vault *v, const struct vault_dir 
 		n = -EBADMSG;
 		goto out;
 	}
-	n = fmt_name_decrypt(mac, enc, d->dir_id, buf, (size_t)n, out, FMT_NAME_MAX + 1);
+	n = vault_policy_name_decrypt(v, d, buf, (size_t)n, out, NULL);
 out:
 	free(buf);
 	return n;
@@ -422,6 +418,8 @@ int vault_readdir(struct vault *v, const struct vault_caller *c, const char *pat
 		return r;
 	pthread_rwlock_rdlock(&v->ns);
 	r = vault_dir_get(v, canon, &d);
+	if (r == 0)
+		r = vault_policy_dir_check(v, c, d);
 	if (r < 0)
 		goto out;
 	ctx.v = v;
@@ -500,7 +498,7 @@ int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path,
 	if (vault_ro(v))
 		return -EROFS;
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {

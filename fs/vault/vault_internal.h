@@ -30,6 +30,7 @@
 #include <sys/types.h>
 
 #include "strongroom/format.h"
+#include "strongroom/audit.h"
 #include "strongroom/keyring.h"
 #include "strongroom/vault.h"
 #include "strongroom/vfile.h"
@@ -55,6 +56,7 @@ struct vault_dir {
 	int fd;     /* store directory, O_RDONLY|O_DIRECTORY */
 	uint8_t dir_id[FMT_ID_BYTES];
 	unsigned level;
+	unsigned top_level; /* highest level from the root down to here (vault_policy.c) */
 	uint32_t mode, uid, gid;
 	unsigned char *xattrs; /* attribute blob, malloc'd, may be NULL */
 	size_t xattrs_len;
@@ -99,6 +101,7 @@ struct vault_handle {
 	struct vault_ofile *of;
 	int flags;  /* open(2) flags */
 	char *path; /* canonical path at open, to find the file for compaction */
+	struct vault_audit_handle *audit; /* what it did, for the trail; may be NULL */
 };
 
 struct vault {
@@ -119,6 +122,9 @@ struct vault {
 	struct vault_ofile *files;
 
 	uint64_t names_skipped; /* undecryptable store names seen (atomic) */
+
+	struct pol_policy *policy; /* compiled policy, NULL if none; under v->ns */
+	struct vault_audit *audit; /* the open trail, NULL when not audited */
 };
 
 static inline bool vault_ro(const struct vault *v)
@@ -202,6 +208,43 @@ int vault_new_mode(const struct vault *v, const struct vault_caller *c, const st
 		   mode_t mode, bool is_dir, mode_t *mode_out, uint32_t *gid_out, void **acc,
 		   size_t *acc_len, void **dflt, size_t *dflt_len);
 
+/* ---- vault_audit.c: records for the audit trail ---- */
+
+/* Each takes the result r of the operation it records, writes the record
+ * and returns r, or -EIO if the record could not be written (fail closed).
+ * Successes are recorded as their event (type 0: none), denials (-EACCES,
+ * -EPERM, -ENOKEY) as `denial`, -EBADMSG / -EUCLEAN as `integrity`; other
+ * failures are not recorded. Callers hold no vault lock. Without a trail
+ * they return r. */
+int vault_audit_path(struct vault *v, const struct vault_caller *c, int type, const char *path,
+		     const char *path2, const char *what, int r);
+int vault_audit_chmod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode,
+		      int r);
+int vault_audit_chown(struct vault *v, const struct vault_caller *c, const char *path, uid_t uid,
+		      gid_t gid, int r);
+int vault_audit_truncate(struct vault *v, const struct vault_caller *c, const char *path,
+			 uint64_t size, int r);
+/* The level before a change of user.strongroom.level ("" for other names). */
+void vault_audit_level_before(struct vault *v, const struct vault_caller *c, const char *path,
+			      const char *name, char old[KR_LEVEL_NAME_MAX + 1]);
+int vault_audit_xattr(struct vault *v, const struct vault_caller *c, const char *path,
+		      const char *name, const void *val, size_t len, const char *old, int r);
+/* Every open, allowed or not (create when may_create and the handle's flags
+ * hold O_CREAT: vault_create made the file). If the record fails, *h is
+ * released and NULL. */
+int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char *path, int flags,
+		       bool may_create, int r, struct vault_handle **h);
+/* A handle's read or write result n at off: the first read is recorded at
+ * once, all of them at release. */
+ssize_t vault_audit_read(struct vault_handle *h, uint64_t off, ssize_t n);
+ssize_t vault_audit_write(struct vault_handle *h, uint64_t off, ssize_t n);
+int vault_audit_ftruncate(struct vault_handle *h, uint64_t size, int r);
+/* What the handle read and wrote; frees its audit state. */
+int vault_audit_release(struct vault *v, struct vault_handle *h);
+/* Record the unmount and close the trail (vault_close); @return r, or the
+ * trail's error if r is 0. */
+int vault_audit_shutdown(struct vault *v, int r);
+
 /* ---- vault_acl.c: POSIX.1e ACLs in the kernel's xattr format (pure) ---- */
 
 #define VAULT_ACL_VERSION 2
@@ -228,5 +271,41 @@ int vault_acl_chmod(void *acl, size_t len, mode_t perm);
  * intersected with the create mode, *mode the result; the umask is not
  * used. *acc is NULL when the result equals its mode bits. */
 int vault_acl_inherit(const void *dflt, size_t dlen, mode_t *mode, void **acc, size_t *acc_len);
+
+/* ---- vault_policy.c: clearance, names above their folder, levels ---- */
+
+/* Load / free v->policy from the root's metadata (vault_open, vault_close). */
+int vault_policy_load(struct vault *v);
+void vault_policy_free(struct vault *v);
+/* -EACCES (and the denial recorded) unless c is cleared for level. */
+int vault_policy_check(struct vault *v, const struct vault_caller *c, const char *path,
+		       unsigned level);
+/* Where the audit trail records a clearance denial. */
+void vault_policy_denied(struct vault *v, const struct vault_caller *c, const char *path,
+			 unsigned level);
+/* vault_loc_get, then -EACCES unless c is cleared for the parent's path. */
+int vault_loc_get_as(struct vault *v, const struct vault_caller *c, const char *path,
+		     struct vault_loc *loc);
+/* -EACCES unless c is cleared for d's path (listing it). */
+int vault_policy_dir_check(struct vault *v, const struct vault_caller *c, const struct vault_dir *d);
+/* After an open: -EACCES, and *h released and NULL, unless c is cleared
+ * for the file's level. */
+int vault_policy_open_check(struct vault *v, const struct vault_caller *c, struct vault_loc *loc,
+			    struct vault_handle **h);
+/* Store name of an entry at obj_level in d: under max(d->level, obj_level). */
+int vault_policy_sname_make(const struct vault *v, const struct vault_dir *d, const char *name,
+			    size_t len, unsigned obj_level, struct vault_sname *sn);
+/* Store name of an existing entry (tried under d's level, then every other
+ * held level), else the name a new entry gets (d's level). */
+int vault_policy_sname_find(const struct vault *v, const struct vault_dir *d, const char *name,
+			    size_t len, struct vault_sname *sn);
+/* Decrypt an encrypted name of d under whichever held level authenticates
+ * it (d's first). *level, if not NULL, gets that level. */
+ssize_t vault_policy_name_decrypt(const struct vault *v, const struct vault_dir *d, const char *enc,
+				  size_t len, char out[FMT_NAME_MAX + 1], unsigned *level);
+/* user.strongroom.level (set: reclassify) and the compiled policy. */
+bool vault_policy_xattr_ours(const char *name);
+int vault_policy_setxattr(struct vault *v, const struct vault_caller *c, const char *path,
+			  const char *name, const void *val, size_t len, int flags);
 
 #endif

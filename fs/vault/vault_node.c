@@ -296,7 +296,7 @@ int vault_getattr(struct vault *v, const struct vault_caller *c, const char *pat
 	int r;
 
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r == 0) {
 		r = vault_loc_stat(v, &loc, st);
 		vault_loc_put(v, &loc);
@@ -860,7 +860,7 @@ int vault_symlink(struct vault *v, const struct vault_caller *c, const char *tar
 	if (len > VAULT_SYMLINK_MAX)
 		return -ENAMETOOLONG;
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	r = node_make(v, c, &loc, S_IFLNK, 0777, &f);
@@ -896,7 +896,7 @@ ssize_t vault_readlink(struct vault *v, const struct vault_caller *c, const char
 	if (cap == 0)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {
@@ -943,7 +943,7 @@ int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path,
 	if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK)
 		return -EPERM; /* device nodes have no place in a document vault */
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	r = node_make(v, c, &loc, type, mode & 07777, &f);
@@ -1024,13 +1024,15 @@ int vault_open_file(struct vault *v, const struct vault_caller *c, const char *p
 	if (vault_ro(v) && (flags_write(flags) || (flags & O_TRUNC)))
 		return -EROFS;
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r == 0) {
 		r = open_at_loc(v, &loc, flags, out);
+		if (r == 0)
+			r = vault_policy_open_check(v, c, &loc, out);
 		vault_loc_put(v, &loc);
 	}
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_opened(v, c, path, flags, false, r, out);
 }
 
 int vault_create(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode, int flags,
@@ -1046,7 +1048,7 @@ int vault_create(struct vault *v, const struct vault_caller *c, const char *path
 	if (vault_ro(v))
 		return -EROFS;
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {
@@ -1060,7 +1062,7 @@ int vault_create(struct vault *v, const struct vault_caller *c, const char *path
 		else if (S_ISDIR(st.st_mode))
 			r = -EISDIR;
 		else
-			r = open_at_loc(v, &loc, flags, out);
+			r = open_at_loc(v, &loc, flags & ~O_CREAT, out); /* audit: not created */
 		goto out;
 	}
 	if (r != -ENOENT)
@@ -1073,21 +1075,23 @@ int vault_create(struct vault *v, const struct vault_caller *c, const char *path
 		(void)vf_close(f);
 		goto out;
 	}
-	r = handle_new(of, v, loc.path, flags, out);
+	r = handle_new(of, v, loc.path, flags | O_CREAT, out);
 	if (r < 0)
 		(void)vault_ofile_put(v, of, -1, NULL);
 out:
+	if (r == 0)
+		r = vault_policy_open_check(v, c, &loc, out);
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_opened(v, c, path, flags, true, r, out);
 }
 
 ssize_t vault_read(struct vault_handle *h, void *buf, size_t n, uint64_t off)
 {
 	if ((h->flags & O_ACCMODE) == O_WRONLY)
 		return -EBADF;
-	return vf_read(h->of->f, buf, n, off);
+	return vault_audit_read(h, off, vf_read(h->of->f, buf, n, off));
 }
 
 ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t off)
@@ -1100,12 +1104,12 @@ ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t 
 	if (vault_ro(h->v))
 		return -EROFS;
 	if (!(h->flags & O_APPEND))
-		return vf_write(h->of->f, buf, n, off);
+		return vault_audit_write(h, off, vf_write(h->of->f, buf, n, off));
 	/* O_APPEND: the end of file and the write are one step. */
 	pthread_mutex_lock(&h->of->append_lock);
 	r = vf_getattr(h->of->f, &a);
 	if (r == 0)
-		r = vf_write(h->of->f, buf, n, a.size);
+		r = vault_audit_write(h, a.size, vf_write(h->of->f, buf, n, a.size));
 	pthread_mutex_unlock(&h->of->append_lock);
 	return r;
 }
@@ -1153,6 +1157,7 @@ int vault_release(struct vault *v, struct vault_handle *h)
 
 	if (!h)
 		return 0;
+	(void)vault_audit_release(v, h); /* a failure is logged; the close goes on */
 	pthread_rwlock_rdlock(&v->ns);
 	/* Where the file is named now, if still where it was opened: the
 	 * last close may compact it there. */

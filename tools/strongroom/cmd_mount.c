@@ -50,6 +50,7 @@ struct mnt_args {
 	char mountpoint[PATH_MAX]; /* canonical */
 	struct cli_secret_opts secrets;
 	bool foreground, allow_other, read_only, debug;
+	bool audit_fail_open, audit_syslog, no_audit; /* docs/cli.md "mount" */
 	const char *log_file;
 	char *fuse_opts; /* owned; joined -o values minus what we handle */
 };
@@ -58,7 +59,7 @@ static void mnt_usage(void)
 {
 	cli_err("mount", "usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
 			 "--recovery-key-file F] [--foreground] [--allow-other] [--read-only] "
-			 "[--log-file F] [-o FUSE_OPTS]");
+			 "[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
 }
 
 /* Append one -o list, taking out what has a flag of its own. */
@@ -119,6 +120,12 @@ static int mnt_args_parse(int argc, char **argv, struct mnt_args *a)
 			a->read_only = true;
 		} else if (strcmp(s, "--debug") == 0) {
 			a->debug = true;
+		} else if (strcmp(s, "--audit-fail-open") == 0) {
+			a->audit_fail_open = true;
+		} else if (strcmp(s, "--audit-syslog") == 0) {
+			a->audit_syslog = true;
+		} else if (strcmp(s, "--no-audit") == 0) {
+			a->no_audit = true;
 		} else if (strcmp(s, "--log-file") == 0 || strncmp(s, "--log-file=", 11) == 0) {
 			if (s[10] == '=') {
 				a->log_file = s + 11;
@@ -297,6 +304,45 @@ static void mnt_detach(void)
 	}
 }
 
+/* A warning about the audit trail, on the terminal and in the driver log. */
+static void mnt_audit_warn(const struct mnt_args *a, int log_fd, const char *what)
+{
+	fprintf(stderr, "strongroom: %s: warning: %s\n", a->store, what);
+	if (log_fd >= 0)
+		dprintf(log_fd, "strongroom: %s: warning: %s\n", a->store, what);
+}
+
+/* Open the audit trail (after daemonizing: it starts a thread) and record
+ * the mount; fail-closed refuses the mount without it. @return exit code. */
+static int mnt_audit_start(const struct mnt_args *a, struct vault *v, int log_fd)
+{
+	struct vault_audit_opts ao = { .store = a->store, .mountpoint = a->mountpoint,
+				       .fail_open = a->audit_fail_open, .syslog = a->audit_syslog };
+	int err;
+
+	if (a->no_audit) {
+		mnt_audit_warn(a, log_fd, "--no-audit: nothing is recorded in the audit trail (for benchmarks only)");
+		return EXIT_OK;
+	}
+	err = vault_audit_start(v, &ao);
+	if (err && !a->audit_fail_open) {
+		cli_err(a->store_arg, "cannot open the audit trail %s/audit: %s", a->store, strerror(-err));
+		return cli_exit_for(err);
+	}
+	if (err) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "cannot open the audit trail: %s; --audit-fail-open: mounting unaudited",
+			 strerror(-err));
+		mnt_audit_warn(a, log_fd, msg);
+		return EXIT_OK;
+	}
+	if (a->audit_fail_open)
+		mnt_audit_warn(a, log_fd,
+			       "--audit-fail-open: an operation whose audit record cannot be written goes on unrecorded");
+	return EXIT_OK;
+}
+
 /* The driver: everything from unlocking to the final seal. @return the exit
  * code (errors printed). ready_fd is closed in every case. */
 static int mnt_drive(struct mnt_args *a, int ready_fd)
@@ -337,6 +383,9 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 		rc = cli_exit_for(err);
 		goto out;
 	}
+	rc = mnt_audit_start(a, v, log_fd);
+	if (rc != EXIT_OK)
+		goto out;
 	mnt_lock_write_pid(a->store, lock_fd, !a->read_only);
 
 	rt = calloc(1, sizeof(*rt));
