@@ -242,6 +242,33 @@ int store_linkat(int olddirfd, const char *oldname, int newdirfd, const char *ne
 	return linkat(olddirfd, oldname, newdirfd, newname, 0) ? -errno : 0;
 }
 
+int store_tmpfile(int dirfd, mode_t mode)
+{
+	int fd;
+
+	FAULT(STORE_OP_OTHER);
+	do
+		fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_NOFOLLOW | O_CLOEXEC, mode);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+		return -EOPNOTSUPP;
+	return fd < 0 ? -errno : fd;
+}
+
+int store_tmpfile_link(int fd, int dirfd, const char *name)
+{
+	char proc[64];
+
+	FAULT(STORE_OP_OTHER);
+	if (linkat(fd, "", dirfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -errno;
+	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc works for anyone. */
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) ? -errno : 0;
+}
+
 int store_futimens(int fd, const struct timespec ts[2])
 {
 	FAULT(STORE_OP_OTHER);

@@ -137,7 +137,7 @@ ssize_t vault_getxattr(struct vault *v, const struct vault_caller *c, const char
 	ssize_t r;
 
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	r = node_get(v, &loc, &d, &of, NULL);
@@ -177,7 +177,7 @@ ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const cha
 	ssize_t r;
 
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	r = node_get(v, &loc, &d, &of, NULL);
@@ -364,10 +364,14 @@ int vault_setxattr(struct vault *v, const struct vault_caller *c, const char *pa
 {
 	static const char empty;
 
+	if (vault_policy_xattr_ours(name))
+		return vault_policy_setxattr(v, c, path, name, val ? val : &empty, len, flags);
 	return xattr_change(v, path, name, val ? val : &empty, len, flags);
 }
 
 int vault_removexattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name)
 {
+	if (vault_policy_xattr_ours(name))
+		return vault_policy_setxattr(v, c, path, name, NULL, 0, 0);
 	return xattr_change(v, path, name, NULL, 0, 0);
 }

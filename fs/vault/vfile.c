@@ -725,16 +725,24 @@ static int vf_init_new(struct vf_file *f, unsigned level, uint32_t mode, uint32_
 	return vf_seal_write(f);
 }
 
+/* The file is written unnamed and then linked under name, so a crash
+ * (even SIGKILL between two syscalls) leaves no file or a whole one. Where
+ * the store's filesystem has no unnamed files, name is created directly. */
 int vf_create(const struct kr_keyring *kr, int dirfd, const char *name, unsigned level,
 	      uint32_t mode, uint32_t uid, uint32_t gid, struct vf_file **out)
 {
 	struct vf_file *f = NULL;
+	bool named = false; /* name is ours to remove on failure */
 	int fd, rc;
 
 	*out = NULL;
 	if (!kr_level_held(kr, level))
 		return -ENOKEY;
-	fd = store_openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	fd = store_tmpfile(dirfd, 0600);
+	if (fd == -EOPNOTSUPP) {
+		fd = store_openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
+		named = fd >= 0;
+	}
 	if (fd < 0)
 		return fd;
 	f = vf_alloc(kr, fd, true);
@@ -744,6 +752,8 @@ int vf_create(const struct kr_keyring *kr, int dirfd, const char *name, unsigned
 	}
 	randombytes_buf(f->file_id, sizeof f->file_id);
 	rc = vf_init_new(f, level, mode, uid, gid);
+	if (rc == 0 && !named)
+		rc = store_tmpfile_link(fd, dirfd, name); /* -EEXIST if taken */
 	if (rc)
 		goto fail;
 	*out = f;
@@ -751,7 +761,8 @@ int vf_create(const struct kr_keyring *kr, int dirfd, const char *name, unsigned
 fail:
 	vf_free(f);
 	store_close(fd);
-	(void)store_unlinkat(dirfd, name, 0);
+	if (named)
+		(void)store_unlinkat(dirfd, name, 0);
 	return rc;
 }
 
@@ -1180,7 +1191,9 @@ int vf_fsync(struct vf_file *f, bool datasync)
 			goto out;
 	}
 	if (f->seal_end > f->synced_end) {
-		rc = store_fsync(f->fd, true);
+		/* full fsync unless asked for less: the store inode's times are
+		 * the plaintext file's times */
+		rc = store_fsync(f->fd, datasync);
 		if (rc)
 			goto out;
 		/* Not synced itself: a lost header update only makes the

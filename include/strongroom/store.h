@@ -36,6 +36,13 @@ int store_mkdirat(int dirfd, const char *name, mode_t mode);
 int store_unlinkat(int dirfd, const char *name, int flags);
 int store_renameat(int olddirfd, const char *oldname, int newdirfd, const char *newname, unsigned flags);
 int store_linkat(int olddirfd, const char *oldname, int newdirfd, const char *newname);
+/* An unnamed file in dirfd (O_TMPFILE): written first and then given its
+ * name by store_tmpfile_link, so a crash never leaves a half-created file.
+ * @return an fd, or -EOPNOTSUPP where the filesystem has no unnamed files
+ * (the caller then creates the name directly). */
+int store_tmpfile(int dirfd, mode_t mode);
+/* Name an unnamed file. @return 0, -EEXIST if name is taken. */
+int store_tmpfile_link(int fd, int dirfd, const char *name);
 int store_futimens(int fd, const struct timespec ts[2]);
 int store_utimensat(int dirfd, const char *name, const struct timespec ts[2]);
 int store_syncfs(int fd);

@@ -146,6 +146,24 @@ TEST(mkdir_link_rename_and_fstatat_do_not_follow_symlinks)
 	CHECK_EQ(store_unlinkat(dirfd_, "s", AT_REMOVEDIR), 0);
 }
 
+TEST(tmpfile_is_invisible_until_linked_and_link_refuses_a_taken_name)
+{
+	struct stat st;
+	char buf[4];
+	int fd = store_tmpfile(dirfd_, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(store_pwrite(fd, "abc", 3, 0), 3);
+	CHECK_EQ(store_fstatat(dirfd_, "t", &st), -ENOENT);
+	CHECK_EQ(store_tmpfile_link(fd, dirfd_, "t"), 0);
+	CHECK_EQ(store_read_small(dirfd_, "t", buf, sizeof buf), 3);
+	store_close(fd);
+	fd = store_tmpfile(dirfd_, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(store_tmpfile_link(fd, dirfd_, "t"), -EEXIST);
+	store_close(fd);
+	CHECK_EQ(store_unlinkat(dirfd_, "t", 0), 0);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 2) {
@@ -165,6 +183,7 @@ int main(int argc, char **argv)
 	RUN(abort_rule_kills_the_process_at_the_nth_write);
 	RUN(write_atomic_replaces_whole_and_read_small_bounds_size);
 	RUN(mkdir_link_rename_and_fstatat_do_not_follow_symlinks);
+	RUN(tmpfile_is_invisible_until_linked_and_link_refuses_a_taken_name);
 	close(dirfd_);
 	rmdir(dir);
 	return tap_done();

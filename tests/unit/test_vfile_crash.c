@@ -223,6 +223,35 @@ TEST(sigkill_at_any_write_after_a_sync_keeps_synced_data)
 	}
 }
 
+TEST(a_create_killed_halfway_leaves_no_file)
+{
+	for (unsigned long nth = 1; nth <= 2; nth++) {
+		pid_t pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0) {
+			struct vf_file *f;
+			store_fault_set(STORE_OP_WRITE, nth, 0);
+			vf_create(fx_kr, fx_dir, "half", 1, S_IFREG | 0600, 0, 0, &f);
+			_exit(0);
+		}
+		int st;
+		CHECK(waitpid(pid, &st, 0) == pid);
+		CHECK(WIFSIGNALED(st));
+		CHECK_EQ(fx_store_size("half"), -1);
+	}
+}
+
+TEST(a_create_that_fails_to_write_leaves_no_file)
+{
+	struct vf_file *f;
+	store_fault_set(STORE_OP_WRITE, 1, -ENOSPC);
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "nospace", 1, S_IFREG | 0600, 0, 0, &f), -ENOSPC);
+	store_fault_set(STORE_OP_WRITE, 0, 0);
+	CHECK_EQ(fx_store_size("nospace"), -1);
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "nospace", 1, S_IFREG | 0600, 0, 0, &f), 0);
+	CHECK_EQ(vf_close(f), 0);
+}
+
 int main(void)
 {
 	if (fx_setup())
@@ -231,6 +260,8 @@ int main(void)
 	RUN(cut_at_every_frame_boundary_and_inside_frames_after_the_sync_recovers);
 	RUN(recovery_is_reported_once_and_cuts_the_torn_tail);
 	RUN(sigkill_at_any_write_after_a_sync_keeps_synced_data);
+	RUN(a_create_killed_halfway_leaves_no_file);
+	RUN(a_create_that_fails_to_write_leaves_no_file);
 	fx_teardown();
 	return tap_done();
 }
