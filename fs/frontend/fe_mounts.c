@@ -8,12 +8,12 @@
  *   newline in a path cannot forge a line.
  *
  * Invariants: a runtime file is written whole or not at all (temp + rename);
- * a runtime file whose pid is gone is stale and never reported.
+ * a runtime file whose pid is gone is stale: never reported, and removed
+ * by whoever comes across it.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,9 +250,50 @@ void fe_runtime_remove(const char *path)
 		unlink(path);
 }
 
-static bool fe_pid_alive(pid_t pid)
+/* One task's state letter from /proc/<pid>/task/<tid>/stat, or 0. */
+static char fe_task_state(int taskdir, const char *tid)
 {
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+	char path[NAME_MAX + 8], buf[512];
+	const char *paren;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stat", tid);
+	fd = openat(taskdir, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+bool fe_pid_running(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	bool running = false;
+	DIR *d;
+
+	if (pid <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (!running && (e = readdir(d))) {
+		char st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		st = fe_task_state(dirfd(d), e->d_name);
+		running = st && st != 'Z' && st != 'X';
+	}
+	closedir(d);
+	return running;
 }
 
 static int fe_runtime_read(int dirfd, const char *name, struct fe_runtime *rt)
@@ -302,7 +343,12 @@ int fe_runtime_find(const char *mountpoint, struct fe_runtime *out)
 			continue;
 		if (fe_runtime_read(dirfd(d), e->d_name, out) != 0)
 			continue;
-		if (strcmp(out->mountpoint, mountpoint) == 0 && fe_pid_alive(out->pid)) {
+		if (!fe_pid_running(out->pid)) {
+			/* Left by a killed driver: tidy up if we may. */
+			unlinkat(dirfd(d), e->d_name, 0);
+			continue;
+		}
+		if (strcmp(out->mountpoint, mountpoint) == 0) {
 			rc = 0;
 			break;
 		}

@@ -80,6 +80,9 @@ void fe_runtime_remove(const char *path);
 /* The runtime file of a live driver serving mountpoint. Stale files (the
  * driver is gone) are ignored. @return 0, or -ENOENT. */
 int fe_runtime_find(const char *mountpoint, struct fe_runtime *out);
+/* True while some thread of pid is alive and not a zombie: a killed driver
+ * holds its files (and the store lock) until its last thread is gone. */
+bool fe_pid_running(pid_t pid);
 /* The directory runtime files live in: FE_RUNTIME_DIR for root, else
  * $XDG_RUNTIME_DIR/strongroom or /tmp/strongroom-<uid>. Borrowed, static. */
 const char *fe_runtime_dir(void);

@@ -54,13 +54,22 @@ def mounted(path):
 
 
 def pid_running(pid):
-    """True while pid exists and is not a zombie."""
+    """True while some thread of pid is alive and not a zombie (a killed
+    process keeps its files, and so the store lock, until its last thread
+    has exited, even when its main thread is already a zombie)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            st = f.read()
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
-    return st[st.rindex(")") + 2] not in "ZX"
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        if st[st.rindex(")") + 2] not in "ZX":
+            return True
+    return False
 
 
 def wait_until(cond, timeout=30.0, step=0.02):

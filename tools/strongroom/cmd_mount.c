@@ -503,27 +503,6 @@ out:
 
 /* ---- unmount ---- */
 
-/* True while pid exists and is not a zombie. */
-static bool mnt_pid_running(pid_t pid)
-{
-	char path[64], buf[512];
-	const char *paren;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
-}
-
 /* Canonical path of a mount point that may be a dead FUSE mount (stat on it
  * fails with ENOTCONN): canonicalise the parent, then append the name. */
 static int mnt_path_canon(const char *arg, char *out)
@@ -635,7 +614,7 @@ int cmd_unmount(int argc, char **argv)
 	for (int i = 0; i < MNT_UNMOUNT_WAIT_SECS * 50; i++) {
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 
-		if (!mnt_pid_running(rt.pid))
+		if (!fe_pid_running(rt.pid))
 			return EXIT_OK;
 		nanosleep(&ts, NULL);
 	}
