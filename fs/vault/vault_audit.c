@@ -80,6 +80,11 @@ struct vault_audit_handle {
 	struct audit_range w[VAULT_AUDIT_RANGES];
 };
 
+/* Set by vault_audit_denied (a denial the policy recorded with its level)
+ * and cleared by the next record of the same thread's operation, so the
+ * operation's own -EACCES is not recorded twice. */
+static __thread bool audit_denial_recorded;
+
 /* ---- names (invariant 4) ---- */
 
 static void audit_user_name(struct vault_audit *a, uint32_t uid, char out[AUDIT_NAME_MAX + 1])
@@ -224,7 +229,11 @@ static int audit_failure(struct vault *v, const struct vault_caller *c, const ch
 {
 	char detail[VAULT_AUDIT_DETAIL_BYTES];
 	struct audit_event ev = { 0 };
+	bool recorded = audit_denial_recorded;
 
+	audit_denial_recorded = false;
+	if (recorded && audit_is_denial(r))
+		return 0;
 	ev.path = path;
 	ev.path2 = path2;
 	ev.level = level;
@@ -257,6 +266,7 @@ static int audit_path_event(struct vault *v, const struct vault_caller *c, struc
 		e = audit_failure(v, c, ev->path, ev->path2, level, what, r);
 		return e < 0 ? e : r;
 	}
+	audit_denial_recorded = false;
 	if (ev->type == 0)
 		return r;
 	ev->level = level;
@@ -269,8 +279,10 @@ int vault_audit_path(struct vault *v, const struct vault_caller *c, int type, co
 {
 	struct audit_event ev = { 0 };
 
-	if (!v->audit || (r < 0 && !audit_is_denial(r) && !audit_is_integrity(r)))
+	if (!v->audit || (r < 0 && !audit_is_denial(r) && !audit_is_integrity(r))) {
+		audit_denial_recorded = false;
 		return r;
+	}
 	ev.type = (enum audit_event_type)type;
 	ev.path = path;
 	ev.path2 = path2;
@@ -374,6 +386,27 @@ int vault_audit_xattr(struct vault *v, const struct vault_caller *c, const char 
 	return audit_path_event(v, c, &ev, what, r);
 }
 
+/* ---- denials decided by the policy ---- */
+
+void vault_audit_denied(struct vault *v, const struct vault_caller *c, const char *path,
+			unsigned level, const char *why)
+{
+	char detail[VAULT_AUDIT_DETAIL_BYTES];
+	struct audit_event ev = { 0 };
+
+	if (!v->audit)
+		return;
+	snprintf(detail, sizeof(detail), "%s", why);
+	ev.type = AUDIT_EV_DENIAL;
+	ev.path = path;
+	ev.level = audit_level_name(v, level);
+	ev.outcome = EACCES;
+	ev.detail = detail;
+	/* The operation fails anyway: a failed record only goes to the log. */
+	(void)audit_emit_caller(v, c, &ev);
+	audit_denial_recorded = true;
+}
+
 /* ---- handles ---- */
 
 /* The file's own level, from its authenticated header. */
@@ -437,6 +470,7 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 			e = audit_failure(v, c, path, NULL, level, "open", r);
 		return e < 0 ? e : r;
 	}
+	audit_denial_recorded = false;
 	ah = calloc(1, sizeof(*ah));
 	if (!ah) {
 		e = -ENOMEM;

@@ -434,7 +434,7 @@ out:
 	free(canon);
 	if (r < 0)
 		vault_dirlist_free(out);
-	return r;
+	return vault_audit_path(v, c, 0, path, NULL, "list", r);
 }
 
 void vault_dirlist_free(struct vault_dirlist *l)
@@ -567,7 +567,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_MKDIR, path, NULL, "mkdir", r);
 }
 
 struct empty_ctx {
@@ -674,5 +674,5 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_RMDIR, path, NULL, "rmdir", r);
 }

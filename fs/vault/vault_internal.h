@@ -239,6 +239,10 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 ssize_t vault_audit_read(struct vault_handle *h, uint64_t off, ssize_t n);
 ssize_t vault_audit_write(struct vault_handle *h, uint64_t off, ssize_t n);
 int vault_audit_ftruncate(struct vault_handle *h, uint64_t size, int r);
+/* A denial the policy decided (outcome EACCES, with the refused level and
+ * why); the operation's own record then does not repeat it. */
+void vault_audit_denied(struct vault *v, const struct vault_caller *c, const char *path,
+			unsigned level, const char *why);
 /* What the handle read and wrote; frees its audit state. */
 int vault_audit_release(struct vault *v, struct vault_handle *h);
 /* Record the unmount and close the trail (vault_close); @return r, or the

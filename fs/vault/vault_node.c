@@ -302,7 +302,7 @@ int vault_getattr(struct vault *v, const struct vault_caller *c, const char *pat
 		vault_loc_put(v, &loc);
 	}
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, 0, path, NULL, "lookup", r);
 }
 
 int vault_fgetattr(struct vault *v, struct vault_handle *h, struct stat *st)
@@ -463,12 +463,14 @@ unlock:
 
 int vault_chmod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode)
 {
-	return node_chmod_chown(v, path, mode & 07777, (uint32_t)-1, (uint32_t)-1);
+	return vault_audit_chmod(v, c, path, mode,
+				 node_chmod_chown(v, path, mode & 07777, (uint32_t)-1, (uint32_t)-1));
 }
 
 int vault_chown(struct vault *v, const struct vault_caller *c, const char *path, uid_t uid, gid_t gid)
 {
-	return node_chmod_chown(v, path, (uint32_t)-1, (uint32_t)uid, (uint32_t)gid);
+	return vault_audit_chown(v, c, path, uid, gid,
+				 node_chmod_chown(v, path, (uint32_t)-1, (uint32_t)uid, (uint32_t)gid));
 }
 
 int vault_utimens(struct vault *v, const struct vault_caller *c, const char *path,
@@ -511,7 +513,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_SETATTR, path, NULL, "utimens", r);
 }
 
 int vault_truncate(struct vault *v, const struct vault_caller *c, const char *path, uint64_t size)
@@ -547,7 +549,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_truncate(v, c, path, size, r);
 }
 
 /* ---- names ---- */
@@ -583,7 +585,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_UNLINK, path, NULL, "unlink", r);
 }
 
 static bool path_below(const char *p, const char *top)
@@ -724,7 +726,7 @@ out:
 	pthread_rwlock_unlock(&v->ns);
 	free(fl);
 	free(tl);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_RENAME, from, to, "rename", r);
 }
 
 int vault_link(struct vault *v, const struct vault_caller *c, const char *from, const char *to)
@@ -788,7 +790,7 @@ out:
 	pthread_rwlock_unlock(&v->ns);
 	free(fl);
 	free(tl);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_LINK, from, to, "link", r);
 }
 
 /* Make a new non-directory at loc (v->ns exclusive): sidecar, engine file,
@@ -879,7 +881,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_CREATE, path, target, "symlink", r);
 }
 
 /* The target is copied NUL-terminated, truncated to cap - 1 bytes; the
@@ -926,7 +928,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r < 0 ? r : n;
+	return r < 0 ? vault_audit_path(v, c, 0, path, NULL, "readlink", r) : n;
 }
 
 int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path, mode_t mode, dev_t rdev)
@@ -958,7 +960,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return vault_audit_path(v, c, AUDIT_EV_CREATE, path, NULL, "mknod", r);
 }
 
 /* ---- open files ---- */
@@ -1120,7 +1122,7 @@ int vault_ftruncate(struct vault_handle *h, uint64_t size)
 		return -EROFS;
 	if (!flags_write(h->flags))
 		return -EBADF;
-	return vf_truncate(h->of->f, size);
+	return vault_audit_ftruncate(h, size, vf_truncate(h->of->f, size));
 }
 
 int vault_flush(struct vault_handle *h)

@@ -165,7 +165,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return r < 0 ? vault_audit_path(v, c, 0, path, NULL, "getxattr", (int)r) : r;
 }
 
 ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const char *path, char *out,
@@ -192,7 +192,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r;
+	return r < 0 ? vault_audit_path(v, c, 0, path, NULL, "listxattr", (int)r) : r;
 }
 
 /* Reclassify: only an empty directory for now (nothing inside to
@@ -363,15 +363,20 @@ int vault_setxattr(struct vault *v, const struct vault_caller *c, const char *pa
 		   const void *val, size_t len, int flags)
 {
 	static const char empty;
+	char old[KR_LEVEL_NAME_MAX + 1]; /* for the audit record of a level change */
 
+	vault_audit_level_before(v, c, path, name, old);
 	if (vault_policy_xattr_ours(name))
-		return vault_policy_setxattr(v, c, path, name, val ? val : &empty, len, flags);
-	return xattr_change(v, path, name, val ? val : &empty, len, flags);
+		return vault_audit_xattr(v, c, path, name, val ? val : &empty, len, old,
+					 vault_policy_setxattr(v, c, path, name, val ? val : &empty, len, flags));
+	return vault_audit_xattr(v, c, path, name, val ? val : &empty, len, old,
+				 xattr_change(v, path, name, val ? val : &empty, len, flags));
 }
 
 int vault_removexattr(struct vault *v, const struct vault_caller *c, const char *path, const char *name)
 {
 	if (vault_policy_xattr_ours(name))
-		return vault_policy_setxattr(v, c, path, name, NULL, 0, 0);
-	return xattr_change(v, path, name, NULL, 0, 0);
+		return vault_audit_xattr(v, c, path, name, NULL, 0, "",
+					 vault_policy_setxattr(v, c, path, name, NULL, 0, 0));
+	return vault_audit_xattr(v, c, path, name, NULL, 0, "", xattr_change(v, path, name, NULL, 0, 0));
 }
