@@ -533,6 +533,20 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 	return 0;
 }
 
+/* A seal marks a pause in writing (fsync, close, truncate, attributes):
+ * give back the write buffers, so many open files cost little memory. */
+static void vf_buffers_release(struct vf_file *f)
+{
+	for (size_t i = 0; i < f->nspare; i++) {
+		sodium_memzero(f->spare[i], f->chunk_size);
+		free(f->spare[i]);
+	}
+	f->nspare = 0;
+	free(f->wbuf); /* ciphertext only */
+	f->wbuf = NULL;
+	f->wbuf_cap = 0;
+}
+
 /* Flush dirty chunks and append a SEAL frame with its locator. */
 static int vf_seal_write(struct vf_file *f)
 {
@@ -548,6 +562,7 @@ static int vf_seal_write(struct vf_file *f)
 	rc = vf_flush_dirty(f);
 	if (rc)
 		return rc;
+	vf_buffers_release(f);
 	ptlen = fmt_seal_bound(f->xattrs_len, f->nmap);
 	cap = FMT_FRAME_HEADER_BYTES + ptlen + FMT_FRAME_TAG_BYTES + FMT_SEAL_LOCATOR_BYTES;
 	s.map = f->map;
@@ -671,14 +686,7 @@ static void vf_free(struct vf_file *f)
 		return;
 	vf_dirty_clear(f);
 	free(f->dirty);
-	for (size_t i = 0; i < f->nspare; i++) {
-		sodium_memzero(f->spare[i], f->chunk_size);
-		free(f->spare[i]);
-	}
-	if (f->wbuf) {
-		sodium_memzero(f->wbuf, f->wbuf_cap);
-		free(f->wbuf);
-	}
+	vf_buffers_release(f);
 	for (int i = 0; i < VF_CACHE_SLOTS; i++) {
 		if (f->cache[i].data) {
 			sodium_memzero(f->cache[i].data, f->chunk_size);
