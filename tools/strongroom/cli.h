@@ -80,5 +80,14 @@ int cmd_status(int argc, char **argv);
 int cmd_xray(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_fsck(int argc, char **argv);
+int cmd_rotate(int argc, char **argv);
+
+/* STORE/lock for the offline admin commands (cmd_fsck.c): shared beside
+ * read-only mounts, exclusive when no mount at all may run. @return
+ * EXIT_OK and *fd_out (-1 on a read-only medium), or EXIT_STORE after one
+ * line naming the writer's pid. */
+int cli_store_lock(const char *store, bool exclusive, int *fd_out);
+void cli_store_unlock(int fd, bool exclusive);
 
 #endif

@@ -1,0 +1,92 @@
+/* admin.h - offline administration of a store: check and repair (fsck),
+ * and the key rotation of one level (rotate).
+ *
+ * Both work on a store that no driver has mounted for writing (the caller
+ * holds STORE/lock exclusively) through an unlocked keyring, without FUSE.
+ * Both are steppers rather than callbacks: the caller calls *_step until it
+ * returns 0 and reads the counters between steps (progress on a terminal),
+ * so nothing here calls back into the command line.
+ *
+ * fsck invariants:
+ *  1. Without repair, fsck never writes to the store.
+ *  2. Repair never deletes store bytes: whatever it takes out of the tree
+ *     (orphan temporary files, orphan sidecars, names that do not
+ *     authenticate, the damaged original of a file whose bad chunks became
+ *     holes, a damaged .sr-dir) is moved or linked into STORE/quarantine/,
+ *     and an index line there names the store path it came from (never a
+ *     plaintext name: the quarantine is as public as the store).
+ *  3. Each problem names the store path (relative to STORE), and the
+ *     plaintext path when the keyring could decrypt it.
+ *
+ * Errors: 0/-errno as in vault.h; the problems fsck finds are not errors.
+ */
+#ifndef STRONGROOM_ADMIN_H
+#define STRONGROOM_ADMIN_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strongroom/keyring.h"
+
+#define ADMIN_QUARANTINE_DIR "quarantine"
+#define ADMIN_QUARANTINE_INDEX "index"
+
+/* ---- fsck ---- */
+
+enum vault_fsck_kind {
+	VAULT_FSCK_KEYSLOT = 1,	     /* a keyslot file that does not parse */
+	VAULT_FSCK_DIRMETA,	     /* a .sr-dir missing, malformed or not authentic */
+	VAULT_FSCK_NAME,	     /* a store name that does not decrypt */
+	VAULT_FSCK_SIDECAR_MISSING,  /* a long name without its sidecar */
+	VAULT_FSCK_SIDECAR_ORPHAN,   /* a sidecar without its entry */
+	VAULT_FSCK_TMP_ORPHAN,	     /* an FMT_TMP_PREFIX leftover */
+	VAULT_FSCK_FOREIGN,	     /* something the format never writes */
+	VAULT_FSCK_FILE,	     /* a file header or seal that fails */
+	VAULT_FSCK_UNSEALED,	     /* a file whose tail a crash left unsealed */
+	VAULT_FSCK_CHUNK,	     /* a chunk that does not authenticate */
+	VAULT_FSCK_ROTATION,	     /* an unfinished key rotation */
+};
+
+struct vault_fsck_problem {
+	enum vault_fsck_kind kind;
+	char store_path[PATH_MAX]; /* relative to STORE, e.g. "tree/AbC.../xyz" */
+	char path[PATH_MAX];	   /* plaintext path, "" when unknown */
+	uint64_t chunk;		   /* VAULT_FSCK_CHUNK: the chunk index */
+	int err;		   /* the -errno the check met */
+	bool fixed;		   /* repair dealt with it */
+	char note[256];		   /* what repair did, or why it could not */
+};
+
+struct vault_fsck_stats {
+	uint64_t dirs, files;
+	uint64_t bytes;	    /* plaintext bytes read and checked */
+	uint64_t locked;    /* objects of levels the keyring does not hold */
+	uint64_t problems;  /* found */
+	uint64_t fixed;	    /* of those, repaired */
+};
+
+struct vault_fsck;
+
+/* Start a check of store with kr (borrowed; both must outlive the check).
+ * repair allows the changes of invariant 2. Checks the keyslot files at
+ * once. @return 0 and *out owned (vault_fsck_close), or -errno if the tree
+ * cannot be opened at all. */
+int vault_fsck_open(const char *store, const struct kr_keyring *kr, bool repair,
+		    struct vault_fsck **out) __attribute__((warn_unused_result));
+/* Check (and repair) one more object: a directory or a file.
+ * @return 1 if there is more to do, 0 when finished, -errno on an error
+ * that stops the check (ENOMEM, the store vanished). */
+int vault_fsck_step(struct vault_fsck *ck);
+/* Counters so far; borrowed until vault_fsck_close. */
+const struct vault_fsck_stats *vault_fsck_stats(const struct vault_fsck *ck);
+/* Problems found so far, in order; *out borrowed until the next step. */
+size_t vault_fsck_problems(const struct vault_fsck *ck, const struct vault_fsck_problem **out);
+/* Frees. Accepts NULL. */
+void vault_fsck_close(struct vault_fsck *ck);
+
+/* Human name of a problem kind ("chunk", "orphan temporary file", ...). */
+const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
+
+#endif
