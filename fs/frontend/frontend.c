@@ -150,6 +150,7 @@ static const struct vault_caller *fe_caller_get(fuse_req_t req, struct fe_caller
 	fc->c.gid = ctx->gid;
 	fc->c.pid = ctx->pid;
 	fc->c.umask = ctx->umask;
+	fc->c.open_flags = 0;
 	n = ctx->pid > 0 ? fuse_req_getgroups(req, FE_MAX_GROUPS, fc->groups) : 0;
 	if (n < 0)
 		n = 0;
@@ -157,6 +158,15 @@ static const struct vault_caller *fe_caller_get(fuse_req_t req, struct fe_caller
 		n = FE_MAX_GROUPS;
 	fc->c.ngroups = n;
 	fc->c.groups = fc->groups;
+	return &fc->c;
+}
+
+/* The caller of an open: the audit records the flags the application asked
+ * for, not the upgraded ones (invariant 4). */
+static const struct vault_caller *fe_caller_open(fuse_req_t req, struct fe_caller *fc, int flags)
+{
+	fe_caller_get(req, fc);
+	fc->c.open_flags = flags;
 	return &fc->c;
 }
 
@@ -871,7 +881,7 @@ static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, n, NULL, &err);
 	if (path) {
-		err = -vault_open_file(fe->v, fe_caller_get(req, &fc), path, fe_open_flags(fe, fi->flags), &h);
+		err = -vault_open_file(fe->v, fe_caller_open(req, &fc, fi->flags), path, fe_open_flags(fe, fi->flags), &h);
 		if (!err)
 			err = -vault_fgetattr(fe->v, h, &st);
 		/* The name was ours under ns; a different file means the store
@@ -923,7 +933,7 @@ static void fe_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, pn, name, &err);
 	if (path) {
-		err = -vault_create(fe->v, fe_caller_get(req, &fc), path, mode, fe_open_flags(fe, fi->flags), &h);
+		err = -vault_create(fe->v, fe_caller_open(req, &fc, fi->flags), path, mode, fe_open_flags(fe, fi->flags), &h);
 		if (!err) {
 			err = -vault_fgetattr(fe->v, h, &st);
 			if (err)

@@ -287,6 +287,8 @@ int vault_audit_path(struct vault *v, const struct vault_caller *c, int type, co
 	ev.path = path;
 	ev.path2 = path2;
 	ev.detail = type == AUDIT_EV_SETATTR || type == AUDIT_EV_CREATE ? what : NULL;
+	if (type == AUDIT_EV_CREATE) /* symlink, mknod: a new object, written once */
+		ev.mode = O_WRONLY | O_CREAT | O_EXCL;
 	return audit_path_event(v, c, &ev, what, r);
 }
 
@@ -457,6 +459,8 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 
 	if (!v->audit)
 		return r;
+	if (c && c->open_flags)
+		flags = c->open_flags; /* what the application asked for */
 	if (r < 0) {
 		/* Every open is recorded, also a refused or failed one. */
 		audit_folder_level(v, path, level);

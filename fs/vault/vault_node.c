@@ -513,7 +513,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return vault_audit_path(v, c, AUDIT_EV_SETATTR, path, NULL, "utimens", r);
+	return vault_audit_path(v, c, 0, path, NULL, "utimens", r); /* see docs/audit.md */
 }
 
 int vault_truncate(struct vault *v, const struct vault_caller *c, const char *path, uint64_t size)
@@ -943,7 +943,7 @@ int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path,
 	if (type == 0)
 		type = S_IFREG;
 	if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK)
-		return -EPERM; /* device nodes have no place in a document vault */
+		return vault_audit_path(v, c, 0, path, NULL, "mknod of a device", -EPERM); /* no place in a vault */
 	pthread_rwlock_wrlock(&v->ns);
 	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)

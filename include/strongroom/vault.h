@@ -34,6 +34,8 @@ struct vault_caller {
 	mode_t umask;
 	int ngroups; /* supplementary groups, may be 0 */
 	const gid_t *groups;
+	int open_flags; /* open/create: the flags the application asked for,
+			 * for the audit record (0: those passed) */
 };
 
 enum vault_flags {
