@@ -89,5 +89,7 @@ int cmd_rotate(int argc, char **argv);
  * line naming the writer's pid. */
 int cli_store_lock(const char *store, bool exclusive, int *fd_out);
 void cli_store_unlock(int fd, bool exclusive);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

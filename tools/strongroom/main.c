@@ -29,6 +29,8 @@ extern int cmd_lock(int argc, char **argv) __attribute__((weak));
 extern int cmd_unlock(int argc, char **argv) __attribute__((weak));
 extern int cmd_report(int argc, char **argv) __attribute__((weak));
 extern int cmd_bench(int argc, char **argv) __attribute__((weak));
+extern int cmd_import(int argc, char **argv) __attribute__((weak));
+extern int cmd_export(int argc, char **argv) __attribute__((weak));
 
 struct command {
 	const char *name;
@@ -54,6 +56,8 @@ static const struct command commands[] = {
     {"unlock", cmd_unlock, "give a locked level back to a mounted vault"},
     {"report", cmd_report, "summarise a store"},
     {"bench", cmd_bench, "measure throughput against other filesystems"},
+    {"import", cmd_import, "copy a folder tree into a mounted vault"},
+    {"export", cmd_export, "copy a folder tree out of a mounted vault"},
     {"xray", cmd_xray, "decrypt one store file offline, for support"},
 };
 
