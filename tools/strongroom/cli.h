@@ -83,12 +83,12 @@ int cmd_bench(int argc, char **argv);
 int cmd_fsck(int argc, char **argv);
 int cmd_rotate(int argc, char **argv);
 
-/* STORE/lock for the offline admin commands (cmd_fsck.c): shared beside
- * read-only mounts, exclusive when no mount at all may run. @return
- * EXIT_OK and *fd_out (-1 on a read-only medium), or EXIT_STORE after one
- * line naming the writer's pid. */
-int cli_store_lock(const char *store, bool exclusive, int *fd_out);
-void cli_store_unlock(int fd, bool exclusive);
+/* The store locks for the offline admin commands (cmd_fsck.c): without
+ * exclusive, no writer may be mounted (read-only mounts may); with it, no
+ * mount at all. @return EXIT_OK and fds (-1 where none was needed), or
+ * EXIT_STORE after one line naming the writer's pid. */
+int cli_store_lock(const char *store, bool exclusive, int fds[2]);
+void cli_store_unlock(int fds[2], bool exclusive);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 

@@ -9,10 +9,11 @@
  * --repair fixed all of it; 9 (EXIT_DAMAGE) damage is left; 4 the store is
  * missing or in use by a writer; 3 wrong secret.
  *
- * Also home of cli_store_lock, the admin commands' use of STORE/lock (the
- * same flock the mount driver holds: shared for readers, exclusive for a
- * writer; a dead holder's lock is gone with it, so a stale lock never
- * blocks).
+ * Also home of cli_store_lock, the admin commands' use of the store locks
+ * the mount driver takes (cmd_mount.c invariant 2): STORE/lock shared to
+ * keep writers out, and with STORE/readers exclusive to keep every mount
+ * out. A dead holder's flock is gone with it, so a stale lock never
+ * blocks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,14 +30,16 @@
 
 #define FSCK_PROGRESS_NS 200000000LL /* a progress line at most 5 times a second */
 
-int cli_store_lock(const char *store, bool exclusive, int *fd_out)
+/* One flock on STORE/name. @return EXIT_OK and *fd_out (-1 on a read-only
+ * medium for a shared lock), or EXIT_STORE after one line. */
+static int admin_lock_one(const char *store, const char *name, bool exclusive, int *fd_out)
 {
 	char path[PATH_MAX], buf[32];
-	int fd, len;
+	int fd;
 	ssize_t n;
 
 	*fd_out = -1;
-	if (snprintf(path, sizeof(path), "%s/lock", store) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/%s", store, name) >= (int)sizeof(path)) {
 		cli_err(store, "path too long");
 		return EXIT_STORE;
 	}
@@ -59,31 +62,49 @@ int cli_store_lock(const char *store, bool exclusive, int *fd_out)
 				cli_err(store, "store is in use by a writer (pid %ld); unmount it first",
 					strtol(buf, NULL, 10));
 			else
-				cli_err(store, "store is mounted; unmount every mount of it first");
+				cli_err(store, "store is mounted (read-only or by an admin command); unmount "
+					       "every mount of it first");
 		} else {
 			cli_err(path, "cannot lock the store: %s", strerror(e));
 		}
 		close(fd);
 		return EXIT_STORE;
 	}
-	if (exclusive) {
-		len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-		if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
-			/* only a later refusal message is less precise */
-		}
-	}
 	*fd_out = fd;
 	return EXIT_OK;
 }
 
-void cli_store_unlock(int fd, bool exclusive)
+int cli_store_lock(const char *store, bool exclusive, int fds[2])
 {
-	if (fd < 0)
-		return;
-	if (exclusive && ftruncate(fd, 0) != 0) {
+	char buf[32];
+	int rc, len;
+
+	fds[0] = fds[1] = -1;
+	rc = admin_lock_one(store, "lock", exclusive, &fds[0]);
+	if (rc == EXIT_OK && exclusive)
+		rc = admin_lock_one(store, "readers", true, &fds[1]);
+	if (rc != EXIT_OK) {
+		cli_store_unlock(fds, false);
+		return rc;
+	}
+	if (exclusive) {
+		len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+		if (ftruncate(fds[0], 0) != 0 || pwrite(fds[0], buf, (size_t)len, 0) != len) {
+			/* only a later refusal message is less precise */
+		}
+	}
+	return EXIT_OK;
+}
+
+void cli_store_unlock(int fds[2], bool exclusive)
+{
+	if (fds[0] >= 0 && exclusive && ftruncate(fds[0], 0) != 0) {
 		/* a stale pid only makes a later refusal less precise */
 	}
-	close(fd);
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	fds[0] = fds[1] = -1;
 }
 
 static void fsck_help(void)
@@ -151,7 +172,7 @@ int cmd_fsck(int argc, char **argv)
 	bool repair = false, tty = isatty(STDERR_FILENO), drew = false;
 	size_t shown = 0, n;
 	long long last = 0;
-	int rc, lock_fd = -1, err, i;
+	int rc, lock_fd[2] = { -1, -1 }, err, i;
 
 	for (i = 1; i < argc; i++) {
 		int c = cli_secret_opt(&so, argc, argv, &i);
@@ -182,7 +203,7 @@ int cmd_fsck(int argc, char **argv)
 	rc = cli_unlock(store, &so, &kr);
 	if (rc != EXIT_OK)
 		goto out;
-	rc = cli_store_lock(store, repair, &lock_fd);
+	rc = cli_store_lock(store, repair, lock_fd);
 	if (rc != EXIT_OK)
 		goto out;
 	err = vault_fsck_open(store, kr, repair, &ck);

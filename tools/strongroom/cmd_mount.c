@@ -11,9 +11,12 @@
  * Invariants:
  * 1. The key material is only ever in the driver process (unlocked after
  *    the fork, so its sodium_mlock'ed pages stay locked).
- * 2. STORE/lock is flock()ed for the driver's whole life: exclusive for a
- *    writer, shared for a read-only mount. It holds the writer's pid so the
- *    refusal can name it; the lock, not the pid, is what decides.
+ * 2. A writer flock()s STORE/lock exclusively for the driver's whole life;
+ *    a read-only mount flock()s STORE/readers shared instead, so any number
+ *    of read-only mounts run beside one writer. Offline admin commands
+ *    (fsck --repair, rotate) take both exclusively. STORE/lock holds the
+ *    writer's pid so the refusal can name it; the lock, not the pid, is
+ *    what decides, and a dead driver's lock is released with it.
  * 3. The driver's last act before exiting is vault_close() (every file
  *    sealed), then the runtime file goes and the lock is released.
  *
@@ -42,6 +45,7 @@
 #include "strongroom/vault.h"
 
 #define MNT_LOCK_NAME "lock"
+#define MNT_READERS_NAME "readers"
 #define MNT_UNMOUNT_WAIT_SECS 60
 
 struct mnt_args {
@@ -230,7 +234,8 @@ static int mnt_lock_take(const struct mnt_args *a, int *fd_out)
 	ssize_t n;
 
 	*fd_out = -1;
-	if (snprintf(path, sizeof(path), "%s/" MNT_LOCK_NAME, a->store) >= (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/%s", a->store, a->read_only ? MNT_READERS_NAME : MNT_LOCK_NAME) >=
+	    (int)sizeof(path)) {
 		cli_err(a->store_arg, "path too long");
 		return EXIT_STORE;
 	}
@@ -250,7 +255,7 @@ static int mnt_lock_take(const struct mnt_args *a, int *fd_out)
 			n = pread(fd, buf, sizeof(buf) - 1, 0);
 			buf[n > 0 ? n : 0] = '\0';
 			if (a->read_only)
-				cli_err(a->store_arg, "store is in use by a writer (pid %ld)", strtol(buf, NULL, 10));
+				cli_err(a->store_arg, "store is locked by an offline fsck --repair or rotate");
 			else
 				cli_err(a->store_arg, "store is in use by another writer (pid %ld)",
 					strtol(buf, NULL, 10));
