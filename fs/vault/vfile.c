@@ -1186,6 +1186,19 @@ out:
 	return rc;
 }
 
+int vf_seal(struct vf_file *f)
+{
+	int rc = 0;
+
+	if (!f->writable)
+		return 0;
+	pthread_rwlock_wrlock(&f->lock);
+	if (vf_changed(f))
+		rc = vf_seal_write(f);
+	pthread_rwlock_unlock(&f->lock);
+	return rc;
+}
+
 int vf_fsync(struct vf_file *f, bool datasync)
 {
 	int rc = 0;

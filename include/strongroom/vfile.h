@@ -52,6 +52,9 @@ ssize_t vf_write(struct vf_file *f, const void *buf, size_t n, uint64_t off);
 int vf_truncate(struct vf_file *f, uint64_t size);
 /* Make every write so far durable: seal, fdatasync. */
 int vf_fsync(struct vf_file *f, bool datasync);
+/* Write pending chunks and a seal, without syncing: afterwards a close
+ * appends nothing (so times set on the store file stay). */
+int vf_seal(struct vf_file *f);
 /* Allocate (mode 0 extends size, FALLOC_FL_KEEP_SIZE does not). */
 int vf_fallocate(struct vf_file *f, int mode, uint64_t off, uint64_t len);
 /* SEEK_DATA / SEEK_HOLE over the live chunk map. */

@@ -254,6 +254,31 @@ TEST(opening_and_closing_an_unchanged_file_leaves_its_bytes_alone)
 	free(after);
 }
 
+TEST(seal_without_sync_leaves_nothing_for_close_to_write)
+{
+	struct vf_file *f;
+	struct stat st;
+	char buf[16];
+	const struct timespec ts[2] = {{1000000000, 0}, {1000000000, 0}};
+	long long sealed;
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "sealed", 1, S_IFREG | 0600, 0, 0, &f), 0);
+	CHECK_EQ(vf_write(f, "sealed, not synced", 16, 0), 16);
+	CHECK_EQ(vf_seal(f), 0);
+	sealed = fx_store_size("sealed");
+	CHECK(sealed > 0);
+	CHECK_EQ(futimens(vf_fd(f), ts), 0);
+	CHECK_EQ(vf_seal(f), 0);
+	CHECK_EQ(vf_close(f), 0);
+	CHECK_EQ(fx_store_size("sealed"), sealed);
+	CHECK_EQ(fstatat(fx_dir, "sealed", &st, 0), 0);
+	CHECK_EQ(st.st_mtim.tv_sec, 1000000000);
+	CHECK_EQ(vf_open(fx_kr, fx_dir, "sealed", false, &f), 0);
+	CHECK(!vf_recovered(f));
+	CHECK_EQ(vf_read(f, buf, sizeof buf, 0), 16);
+	CHECK(memcmp(buf, "sealed, not synced", 16) == 0);
+	CHECK_EQ(vf_close(f), 0);
+}
+
 TEST(compaction_drops_dead_frames_and_keeps_content_and_identity)
 {
 	struct vf_file *f;
@@ -445,6 +470,7 @@ int main(void)
 	RUN(stat_at_reads_header_and_seal_without_decrypting_chunks);
 	RUN(xattrs_mode_and_owner_survive_reopen);
 	RUN(opening_and_closing_an_unchanged_file_leaves_its_bytes_alone);
+	RUN(seal_without_sync_leaves_nothing_for_close_to_write);
 	RUN(compaction_drops_dead_frames_and_keeps_content_and_identity);
 	RUN(compaction_skips_files_with_hard_links);
 	RUN(copy_to_level_reencrypts_with_same_content);
