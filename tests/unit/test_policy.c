@@ -1,13 +1,22 @@
 /* test_policy.c - the pure policy library: parsing the policy file with
  * line-numbered errors, group resolution, the compiled form the vault
  * stores, clearance and admin decisions, and the ACL entries of folders.
+ * Then the vault's side, driven without FUSE: clearance on lookup, open and
+ * listing, reclassification of files and folders, and names of objects
+ * classified above their folder on a mount without their level's key.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "strongroom/keyring.h"
 #include "strongroom/policy.h"
+#include "strongroom/vault.h"
 #include "tap.h"
 
 static const char *const LEVELS[] = { "public", "internal", "confidential", "restricted" };
@@ -460,6 +469,369 @@ TEST(two_roles_on_one_group_give_one_entry_with_their_union)
 	pol_free(p);
 }
 
+
+/* ---- the vault's side ---- */
+
+static const char PASS[] = "policy test passphrase";
+static const char PASS_LOW[] = "branch office passphrase";
+
+static const struct vault_caller root = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
+static const gid_t sales_groups[] = { 901 };
+static const struct vault_caller sales = { .uid = 1001, .gid = 1001, .pid = 1, .umask = 022,
+					   .ngroups = 1, .groups = sales_groups };
+static const gid_t finance_groups[] = { 902 };
+static const struct vault_caller finance = { .uid = 1002, .gid = 1002, .pid = 1, .umask = 022,
+					     .ngroups = 1, .groups = finance_groups };
+static const gid_t admin_groups[] = { 901, 900 };
+static const struct vault_caller admin = { .uid = 1003, .gid = 1003, .pid = 1, .umask = 022,
+					   .ngroups = 2, .groups = admin_groups };
+
+struct fx {
+	char store[256];
+	struct kr_keyring *kr;
+	struct vault *v;
+};
+
+static struct kr_secret secret_of(const char *p)
+{
+	struct kr_secret s = { KR_SECRET_PASSPHRASE, p, strlen(p) };
+	return s;
+}
+
+static int fx_new(struct fx *f)
+{
+	char dir[] = "/tmp/sr-policy-XXXXXX";
+	char rec[KR_RECOVERY_TEXT_BYTES];
+	struct kr_secret s = secret_of(PASS);
+	struct kr_kdf_params kdf;
+	struct kr_config cfg;
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	if (!mkdtemp(dir))
+		return -errno;
+	snprintf(f->store, sizeof(f->store), "%s/store", dir);
+	kr_config_default(&cfg);
+	kr_kdf_params_default(&kdf);
+	r = kr_vault_create(f->store, &cfg, &s, &kdf, rec, &f->kr);
+	if (r < 0)
+		return r;
+	return vault_open(f->store, f->kr, 0, &f->v);
+}
+
+static void fx_free(struct fx *f)
+{
+	vault_close(f->v);
+	kr_keyring_free(f->kr);
+	f->v = NULL;
+	f->kr = NULL;
+}
+
+/* A second vault on the same store, unlocked by a slot that holds levels
+ * up to ceiling only. */
+static int fx_low(struct fx *f, unsigned ceiling, struct kr_keyring **kr, struct vault **v)
+{
+	struct kr_secret low = secret_of(PASS_LOW);
+	struct kr_kdf_params kdf;
+	int r;
+
+	kr_kdf_params_default(&kdf);
+	r = kr_keyslot_add(f->store, f->kr, &low, ceiling, &kdf);
+	if (r < 0)
+		return r;
+	r = kr_vault_unlock(f->store, &low, kr);
+	if (r < 0)
+		return r;
+	return vault_open(f->store, *kr, 0, v);
+}
+
+static int put(struct vault *v, const struct vault_caller *c, const char *path, const char *text)
+{
+	struct vault_handle *h = NULL;
+	ssize_t n;
+	int r;
+
+	r = vault_create(v, c, path, 0644, O_RDWR | O_CREAT | O_TRUNC, &h);
+	if (r < 0)
+		return r;
+	n = vault_write(h, text, strlen(text), 0);
+	r = vault_release(v, h);
+	return n < 0 ? (int)n : r;
+}
+
+static ssize_t get(struct vault *v, const struct vault_caller *c, const char *path, char *buf,
+		   size_t cap)
+{
+	struct vault_handle *h = NULL;
+	ssize_t n;
+	int r;
+
+	r = vault_open_file(v, c, path, O_RDONLY, &h);
+	if (r < 0)
+		return r;
+	n = vault_read(h, buf, cap - 1, 0);
+	r = vault_release(v, h);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n < 0 ? n : r < 0 ? r : n;
+}
+
+static int level_set(struct vault *v, const struct vault_caller *c, const char *path,
+		     const char *level)
+{
+	return vault_setxattr(v, c, path, "user.strongroom.level", level, strlen(level), 0);
+}
+
+static bool lists(struct vault *v, const char *dir, const char *name)
+{
+	struct vault_dirlist l;
+	bool found = false;
+
+	if (vault_readdir(v, &root, dir, false, &l) < 0)
+		return false;
+	for (size_t i = 0; i < l.n; i++)
+		if (strcmp(l.ents[i].name, name) == 0)
+			found = true;
+	vault_dirlist_free(&l);
+	return found;
+}
+
+/* Apply EXAMPLE's compiled form to the vault as root. */
+static int policy_apply(struct vault *v)
+{
+	struct pol_policy *p = example();
+	char buf[4096];
+	ssize_t n;
+	int r;
+
+	if (!p)
+		return -EINVAL;
+	n = pol_compile(p, buf, sizeof(buf));
+	pol_free(p);
+	if (n < 0)
+		return (int)n;
+	r = vault_setxattr(v, &root, "/", POL_XATTR, buf, (size_t)n, 0);
+	return r;
+}
+
+/* The EXAMPLE policy's folders: /Sales internal, /Finance confidential. */
+static int tree_make(struct vault *v)
+{
+	int r = 0;
+
+	r = r ?: vault_mkdir(v, &root, "/Sales", 0777);
+	r = r ?: level_set(v, &root, "/Sales", "internal");
+	r = r ?: vault_mkdir(v, &root, "/Finance", 0777);
+	r = r ?: level_set(v, &root, "/Finance", "confidential");
+	r = r ?: put(v, &root, "/Sales/leads.csv", "acme,42");
+	r = r ?: put(v, &root, "/Sales/board.pdf", "board minutes");
+	r = r ?: level_set(v, &root, "/Sales/board.pdf", "restricted");
+	r = r ?: put(v, &root, "/Finance/q3.xlsx", "q3 numbers");
+	return r;
+}
+
+TEST(vault_without_a_policy_limits_nobody_by_clearance)
+{
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(get(f.v, &sales, "/Finance/q3.xlsx", buf, sizeof(buf)), 10);
+	CHECK_EQ(get(f.v, &sales, "/Sales/board.pdf", buf, sizeof(buf)), 13);
+	fx_free(&f);
+}
+
+TEST(caller_cannot_open_look_up_or_list_above_their_clearance)
+{
+	struct vault_dirlist l;
+	struct stat st;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(policy_apply(f.v), 0);
+	/* sales: internal. */
+	CHECK_EQ(get(f.v, &sales, "/Sales/leads.csv", buf, sizeof(buf)), 7);
+	CHECK_EQ(put(f.v, &sales, "/Sales/new.txt", "mine"), 0);
+	CHECK_EQ(vault_getattr(f.v, &sales, "/Finance", &st), 0); /* the folder itself shows */
+	CHECK_EQ(vault_getattr(f.v, &sales, "/Finance/q3.xlsx", &st), -EACCES);
+	CHECK_EQ(get(f.v, &sales, "/Finance/q3.xlsx", buf, sizeof(buf)), -EACCES);
+	CHECK_EQ(vault_readdir(f.v, &sales, "/Finance", false, &l), -EACCES);
+	CHECK_EQ(put(f.v, &sales, "/Finance/x.txt", "no"), -EACCES);
+	CHECK_EQ(vault_mkdir(f.v, &sales, "/Finance/sub", 0777), -EACCES);
+	/* A restricted file in a folder sales may list: listed, not opened. */
+	CHECK_EQ(vault_readdir(f.v, &sales, "/Sales", false, &l), 0);
+	vault_dirlist_free(&l);
+	CHECK_EQ(get(f.v, &sales, "/Sales/board.pdf", buf, sizeof(buf)), -EACCES);
+	/* finance: confidential, still not restricted. */
+	CHECK_EQ(get(f.v, &finance, "/Finance/q3.xlsx", buf, sizeof(buf)), 10);
+	CHECK(strcmp(buf, "q3 numbers") == 0);
+	CHECK_EQ(get(f.v, &finance, "/Sales/board.pdf", buf, sizeof(buf)), -EACCES);
+	/* root: everything. */
+	CHECK_EQ(get(f.v, &root, "/Sales/board.pdf", buf, sizeof(buf)), 13);
+	fx_free(&f);
+}
+
+TEST(policy_survives_a_remount_and_only_root_sets_it)
+{
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(policy_apply(f.v), 0);
+	vault_close(f.v);
+	CHECK_EQ(vault_open(f.store, f.kr, 0, &f.v), 0);
+	CHECK_EQ(get(f.v, &sales, "/Finance/q3.xlsx", buf, sizeof(buf)), -EACCES);
+	CHECK_EQ(vault_setxattr(f.v, &admin, "/", POL_XATTR, "x", 1, 0), -EPERM);
+	CHECK_EQ(vault_setxattr(f.v, &root, "/", POL_XATTR, "garbage\n", 8, 0), -EINVAL);
+	CHECK_EQ(vault_setxattr(f.v, &root, "/Sales", POL_XATTR, "x", 1, 0), -EINVAL);
+	CHECK_EQ(vault_removexattr(f.v, &root, "/", POL_XATTR), 0);
+	CHECK_EQ(get(f.v, &sales, "/Finance/q3.xlsx", buf, sizeof(buf)), 10);
+	fx_free(&f);
+}
+
+TEST(only_root_and_the_admin_group_change_levels)
+{
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	/* Without a policy only root is an admin. */
+	CHECK_EQ(level_set(f.v, &admin, "/Sales/leads.csv", "confidential"), -EPERM);
+	CHECK_EQ(policy_apply(f.v), 0);
+	CHECK_EQ(level_set(f.v, &sales, "/Sales/leads.csv", "public"), -EPERM);
+	CHECK_EQ(level_set(f.v, &admin, "/Sales/leads.csv", "public"), 0);
+	CHECK_EQ(vault_getxattr(f.v, &sales, "/Sales/leads.csv", "user.strongroom.level", buf,
+				sizeof(buf)),
+		 6);
+	CHECK_EQ(level_set(f.v, &root, "/Sales/leads.csv", "top-secret"), -EINVAL);
+	CHECK_EQ(vault_removexattr(f.v, &root, "/Sales/leads.csv", "user.strongroom.level"),
+		 -EOPNOTSUPP);
+	fx_free(&f);
+}
+
+TEST(reclassifying_a_file_reencrypts_it_and_keeps_content_inode_and_times)
+{
+	struct stat before, after;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(vault_getattr(f.v, &root, "/Sales/leads.csv", &before), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Sales/leads.csv", "confidential"), 0);
+	CHECK_EQ(vault_getattr(f.v, &root, "/Sales/leads.csv", &after), 0);
+	CHECK_EQ(after.st_ino, before.st_ino);
+	CHECK_EQ(after.st_mtime, before.st_mtime);
+	CHECK_EQ(after.st_size, 7);
+	CHECK_EQ(get(f.v, &root, "/Sales/leads.csv", buf, sizeof(buf)), 7);
+	CHECK(strcmp(buf, "acme,42") == 0);
+	CHECK_EQ(vault_getxattr(f.v, &root, "/Sales/leads.csv", "user.strongroom.level", buf,
+				sizeof(buf)),
+		 12);
+	/* Setting it again changes nothing. */
+	CHECK_EQ(level_set(f.v, &root, "/Sales/leads.csv", "confidential"), 0);
+	CHECK_EQ(get(f.v, &root, "/Sales/leads.csv", buf, sizeof(buf)), 7);
+	fx_free(&f);
+}
+
+TEST(reclassifying_an_open_file_is_refused_with_ebusy)
+{
+	struct vault_handle *h = NULL;
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(vault_open_file(f.v, &root, "/Sales/leads.csv", O_RDONLY, &h), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Sales/leads.csv", "restricted"), -EBUSY);
+	CHECK_EQ(vault_release(f.v, h), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Sales/leads.csv", "restricted"), 0);
+	fx_free(&f);
+}
+
+TEST(a_file_above_its_folder_is_nameless_and_closed_without_its_key)
+{
+	struct kr_keyring *kr2 = NULL;
+	struct vault *v2 = NULL;
+	struct stat st;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(fx_low(&f, 2, &kr2, &v2), 0); /* up to confidential */
+	CHECK(lists(v2, "/Sales", "leads.csv"));
+	CHECK(!lists(v2, "/Sales", "board.pdf"));
+	CHECK_EQ(vault_getattr(v2, &root, "/Sales/board.pdf", &st), -ENOENT);
+	CHECK_EQ(get(v2, &root, "/Finance/q3.xlsx", buf, sizeof(buf)), 10);
+	/* The full mount still finds it; back at its folder's level its
+	 * name is readable everywhere again. */
+	CHECK(lists(f.v, "/Sales", "board.pdf"));
+	CHECK_EQ(level_set(f.v, &root, "/Sales/board.pdf", "internal"), 0);
+	CHECK(lists(v2, "/Sales", "board.pdf"));
+	CHECK_EQ(get(v2, &root, "/Sales/board.pdf", buf, sizeof(buf)), 13);
+	vault_close(v2);
+	kr_keyring_free(kr2);
+	fx_free(&f);
+}
+
+TEST(reclassifying_a_folder_reencrypts_its_names_and_its_own)
+{
+	struct kr_keyring *kr2 = NULL;
+	struct vault *v2 = NULL;
+	struct stat st;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(vault_mkdir(f.v, &root, "/Sales/2024", 0777), 0);
+	CHECK_EQ(put(f.v, &root, "/Sales/2024/deal.docx", "deal"), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Sales", "restricted"), 0);
+	CHECK_EQ(fx_low(&f, 2, &kr2, &v2), 0);
+	CHECK(!lists(v2, "/", "Sales"));
+	CHECK_EQ(vault_getattr(v2, &root, "/Sales", &st), -ENOENT);
+	vault_close(v2);
+	v2 = NULL;
+	/* Entries keep their own levels and stay reachable on the full mount. */
+	CHECK_EQ(get(f.v, &root, "/Sales/leads.csv", buf, sizeof(buf)), 7);
+	CHECK_EQ(get(f.v, &root, "/Sales/2024/deal.docx", buf, sizeof(buf)), 4);
+	CHECK_EQ(vault_getxattr(f.v, &root, "/Sales/leads.csv", "user.strongroom.level", buf,
+				sizeof(buf)),
+		 8);
+	/* And back down: every name readable on the lower mount again. */
+	CHECK_EQ(level_set(f.v, &root, "/Sales", "internal"), 0);
+	CHECK_EQ(vault_open(f.store, kr2, 0, &v2), 0);
+	CHECK(lists(v2, "/", "Sales"));
+	CHECK(lists(v2, "/Sales", "leads.csv"));
+	CHECK(lists(v2, "/Sales", "2024"));
+	CHECK(!lists(v2, "/Sales", "board.pdf"));
+	CHECK_EQ(get(v2, &root, "/Sales/2024/deal.docx", buf, sizeof(buf)), 4);
+	vault_close(v2);
+	kr_keyring_free(kr2);
+	fx_free(&f);
+}
+
+TEST(clearance_applies_to_everything_below_a_folder_above_it)
+{
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(vault_mkdir(f.v, &root, "/Finance/public", 0777), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Finance/public", "public"), 0);
+	CHECK_EQ(put(f.v, &root, "/Finance/public/prices.txt", "prices"), 0);
+	CHECK_EQ(policy_apply(f.v), 0);
+	CHECK_EQ(get(f.v, &sales, "/Finance/public/prices.txt", buf, sizeof(buf)), -EACCES);
+	CHECK_EQ(get(f.v, &finance, "/Finance/public/prices.txt", buf, sizeof(buf)), 6);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(parse_reads_roles_folders_levels_and_the_admin_group);
@@ -486,5 +858,14 @@ int main(void)
 	RUN(admins_are_root_and_members_of_the_admin_group);
 	RUN(folder_acl_gives_folders_x_with_r_and_rwx_with_w);
 	RUN(two_roles_on_one_group_give_one_entry_with_their_union);
+	RUN(vault_without_a_policy_limits_nobody_by_clearance);
+	RUN(caller_cannot_open_look_up_or_list_above_their_clearance);
+	RUN(policy_survives_a_remount_and_only_root_sets_it);
+	RUN(only_root_and_the_admin_group_change_levels);
+	RUN(reclassifying_a_file_reencrypts_it_and_keeps_content_inode_and_times);
+	RUN(reclassifying_an_open_file_is_refused_with_ebusy);
+	RUN(a_file_above_its_folder_is_nameless_and_closed_without_its_key);
+	RUN(reclassifying_a_folder_reencrypts_its_names_and_its_own);
+	RUN(clearance_applies_to_everything_below_a_folder_above_it);
 	return tap_done();
 }
