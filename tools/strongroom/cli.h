@@ -91,5 +91,7 @@ int cli_store_lock(const char *store, bool exclusive, int fds[2]);
 void cli_store_unlock(int fds[2], bool exclusive);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_level(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
 
 #endif
