@@ -439,6 +439,63 @@ TEST(parallel_readers_of_one_file_see_its_content)
 	CHECK_EQ(vf_close(f), 0);
 }
 
+struct writer_arg {
+	struct vf_file *f;
+	size_t len;
+	volatile int stop;
+	int bad;
+};
+
+/* Each read sees one whole write: all bytes of a range carry one value. */
+static void *uniform_reader(void *p)
+{
+	struct writer_arg *w = p;
+	uint8_t buf[200000];
+	uint64_t x = (uint64_t)(uintptr_t)&buf | 1; /* per-thread xorshift */
+	while (!w->stop) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		size_t off = x % (w->len - sizeof buf);
+		ssize_t n = vf_read(w->f, buf, sizeof buf, off);
+		if (n != (ssize_t)sizeof buf) {
+			w->bad++;
+			continue;
+		}
+		for (size_t i = 1; i < sizeof buf; i++)
+			if (buf[i] != buf[0]) {
+				w->bad++;
+				break;
+			}
+	}
+	return NULL;
+}
+
+TEST(reads_never_see_half_of_a_concurrent_write)
+{
+	static uint8_t b[1u << 20];
+	struct vf_file *f;
+	pthread_t t[2];
+	struct writer_arg w;
+	memset(b, 0, sizeof b);
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "racing", 1, S_IFREG | 0600, 0, 0, &f), 0);
+	CHECK_EQ(vf_write(f, b, sizeof b, 0), sizeof b);
+	w = (struct writer_arg){f, sizeof b, 0, 0};
+	for (int i = 0; i < 2; i++)
+		CHECK(pthread_create(&t[i], NULL, uniform_reader, &w) == 0);
+	for (int v = 1; v <= 60; v++) {
+		memset(b, v, sizeof b);
+		CHECK_EQ(vf_write(f, b, sizeof b, 0), sizeof b);
+		if (v % 10 == 0)
+			CHECK_EQ(vf_fsync(f, true), 0);
+	}
+	w.stop = 1;
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(w.bad, 0);
+	CHECK_EQ(vf_close(f), 0);
+}
+
 TEST(fallocate_extends_size_with_zeros)
 {
 	struct vf_file *f;
@@ -477,6 +534,7 @@ int main(void)
 	RUN(file_of_a_level_not_held_is_locked_not_corrupt);
 	RUN(enospc_on_a_write_is_returned_and_synced_data_stays_intact);
 	RUN(parallel_readers_of_one_file_see_its_content);
+	RUN(reads_never_see_half_of_a_concurrent_write);
 	RUN(fallocate_extends_size_with_zeros);
 	fx_teardown();
 	return tap_done();
