@@ -1384,6 +1384,30 @@ out:
 	return err;
 }
 
+/* Release the handles the kernel never released (a forced or lazy end of
+ * the session): each seals its file. @return the first error. */
+static int fe_files_release(struct fe *fe)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < FE_HASH_BUCKETS; i++) {
+		for (struct fe_node *n = fe->by_ino[i]; n; n = n->hnext) {
+			while (n->files) {
+				struct fe_file *ff = n->files;
+				int e;
+
+				n->files = ff->next;
+				n->nopen--;
+				e = vault_release(fe->v, ff->h);
+				if (e && !err)
+					err = e;
+				free(ff);
+			}
+		}
+	}
+	return err;
+}
+
 /* Free what is left of the table after the session ended. */
 static void fe_table_free(struct fe *fe)
 {
@@ -1405,7 +1429,7 @@ static void fe_table_free(struct fe *fe)
 				struct fe_file *ff = n->files;
 
 				n->files = ff->next;
-				free(ff); /* vault_close seals the handle itself */
+				free(ff);
 			}
 			free(n);
 		}
@@ -1473,6 +1497,10 @@ out:
 	if (mounted)
 		fuse_session_unmount(se);
 	if (mounted) {
+		rc = fe_files_release(fe);
+		if (rc)
+			fprintf(stderr, "strongroom: %s: sealing open files at unmount failed: %s\n", o->fsname,
+				strerror(-rc));
 		rc = vault_sync(v);
 		if (rc) {
 			fprintf(stderr, "strongroom: %s: sealing at unmount failed: %s\n", o->fsname,
