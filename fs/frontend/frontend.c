@@ -1134,10 +1134,11 @@ static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 			if (st.st_ino == 0)
 				st.st_ino = FE_UNKNOWN_INO;
 			need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
-		} else if (i < 2) {
+		} else if (i < 2 || st.st_ino == 0) {
+			/* No node: the kernel lists it and looks it up later. */
 			struct fuse_entry_param e = { 0 };
 
-			e.attr.st_mode = S_IFDIR;
+			e.attr.st_mode = i < 2 ? S_IFDIR : st.st_mode;
 			e.attr.st_ino = FE_UNKNOWN_INO;
 			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
 		} else {
@@ -1441,6 +1442,7 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
+	pthread_rwlockattr_t rwa;
 	struct fe *fe;
 	bool mounted = false, handlers = false;
 	int err, rc;
@@ -1454,7 +1456,12 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	fe->v = v;
 	fe->o = o;
 	fe->root.is_root = true;
-	pthread_rwlock_init(&fe->ns, NULL);
+	/* Renames must not starve behind a stream of lookups; nothing takes
+	 * ns twice in one thread, so writer preference cannot deadlock. */
+	pthread_rwlockattr_init(&rwa);
+	pthread_rwlockattr_setkind_np(&rwa, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fe->ns, &rwa);
+	pthread_rwlockattr_destroy(&rwa);
 	pthread_mutex_init(&fe->tbl, NULL);
 
 	err = fe_args_build(o, &args);
