@@ -61,7 +61,13 @@
 /* All key bytes of one unlocked keyring, in one guarded allocation. */
 struct kr_secure {
 	unsigned char vault_key[KR_KEY_BYTES];
+	/* The key of each level in use: the root key until the first
+	 * rotation, then the key bag's current key (section 4.4). */
 	unsigned char level_key[KR_MAX_LEVELS][KR_KEY_BYTES];
+	/* What keyslots hold: each level's root key, which opens the key bag. */
+	unsigned char level_root[KR_MAX_LEVELS][KR_KEY_BYTES];
+	/* The key a rotation in progress moves a level to. */
+	unsigned char level_next[KR_MAX_LEVELS][KR_KEY_BYTES];
 	unsigned char level_sub[KR_MAX_LEVELS][KR_SUB_COUNT][KR_KEY_BYTES];
 	unsigned char vault_sub[KR_VSUB_COUNT][KR_KEY_BYTES];
 	unsigned char audit_sk[crypto_box_SECRETKEYBYTES];
@@ -72,6 +78,8 @@ struct kr_keyring {
 	unsigned ceiling;
 	int slot;
 	bool admin;
+	uint32_t gen[KR_MAX_LEVELS];	  /* key bag generation in use, 0 = root */
+	uint32_t next_gen[KR_MAX_LEVELS]; /* rotation in progress to this, or 0 */
 	struct kr_secure *sec; /* owned; sodium_malloc */
 };
 
@@ -138,6 +146,27 @@ void kr_recovery_format(const unsigned char raw[KR_RECOVERY_RAW_BYTES],
 
 /* Derive every subkey of the keys in sec for levels 0..ceiling. */
 void kr_subkeys_derive(struct kr_secure *sec, unsigned ceiling);
+
+/* ---- kr_bag.c: the key bag, docs/format.md section 4.4 ---- */
+
+#define KR_BAG_NAME	   "keybag"
+#define KR_BAG_MAGIC	   "SRKBAG\0\0"
+#define KR_BAG_MAGIC_BYTES 8
+#define KR_BAG_VERSION	   1
+#define KR_BAG_HEADER_BYTES 32
+#define KR_BAG_ENTRY_BYTES  80
+#define KR_BAG_MAX_ENTRIES  (2 * KR_MAX_LEVELS)
+#define KR_BAG_MAX_BYTES    (KR_BAG_HEADER_BYTES + KR_BAG_MAX_ENTRIES * KR_BAG_ENTRY_BYTES)
+#define KR_BAG_CURRENT	    1
+#define KR_BAG_NEXT	    2
+#define KR_CTX_BAG	    "SRkbag__"
+
+/* Read STORE/keybag (absent: nothing to do) and replace level_key (and
+ * fill level_next) of the held levels 0..ceiling from it. Call after
+ * level_root is set, before kr_subkeys_derive. @return 0, -EUCLEAN for a
+ * bag that does not parse, is of another vault or does not open. */
+int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_config *cfg,
+		 unsigned ceiling) __attribute__((warn_unused_result));
 
 /* ---- kr_file.c ---- */
 

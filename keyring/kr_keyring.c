@@ -165,8 +165,10 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 	cfg->version = KR_CONF_VERSION;
 	crypto_box_keypair(cfg->audit_pk, kr->sec->audit_sk);
 	crypto_kdf_keygen(kr->sec->vault_key);
-	for (unsigned l = 0; l < cfg->nlevels && l < KR_MAX_LEVELS; l++)
-		crypto_kdf_keygen(kr->sec->level_key[l]);
+	for (unsigned l = 0; l < cfg->nlevels && l < KR_MAX_LEVELS; l++) {
+		crypto_kdf_keygen(kr->sec->level_root[l]);
+		memcpy(kr->sec->level_key[l], kr->sec->level_root[l], KR_KEY_BYTES);
+	}
 	randombytes_buf(recovery, KR_RECOVERY_RAW_BYTES);
 	kr->cfg = *cfg;
 	kr->ceiling = cfg->nlevels - 1;
@@ -317,8 +319,12 @@ int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr
 		goto out;
 	}
 	memcpy(kr->sec->vault_key, plain, KR_KEY_BYTES);
-	memcpy(kr->sec->level_key, plain + KR_KEY_BYTES,
+	memcpy(kr->sec->level_root, plain + KR_KEY_BYTES,
 	       KR_KEY_BYTES * ((size_t)s.info.ceiling + 1));
+	memcpy(kr->sec->level_key, kr->sec->level_root, sizeof kr->sec->level_key);
+	rc = kr_bag_apply(store, kr, &cfg, s.info.ceiling);
+	if (rc)
+		goto out;
 	kr_subkeys_derive(kr->sec, s.info.ceiling);
 	rc = kr_config_mac_verify(conf, conf_len, kr->sec->vault_sub[KR_VSUB_CONFIG - 1]);
 	if (rc)

@@ -214,7 +214,8 @@ int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 	if (rc)
 		goto out;
 	memcpy(plain, sec->vault_key, KR_KEY_BYTES);
-	memcpy(plain + KR_KEY_BYTES, sec->level_key, KR_KEY_BYTES * ((size_t)info->ceiling + 1));
+	/* Slots hold root keys: a rotation (section 4.4) never rewrites them. */
+	memcpy(plain + KR_KEY_BYTES, sec->level_root, KR_KEY_BYTES * ((size_t)info->ceiling + 1));
 	if (info->admin)
 		memcpy(plain + KR_KEY_BYTES * ((size_t)info->ceiling + 2), sec->audit_sk,
 		       crypto_box_SECRETKEYBYTES);

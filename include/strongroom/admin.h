@@ -89,4 +89,56 @@ void vault_fsck_close(struct vault_fsck *ck);
 /* Human name of a problem kind ("chunk", "orphan temporary file", ...). */
 const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
 
+/* ---- rotate ----
+ *
+ * Re-encrypts every directory metadata, name and file of one level from the
+ * keyring old_kr to new_kr (kr_keyring_next: the same keys but that
+ * level's). Objects of other levels are not touched (their ciphertext stays
+ * byte for byte, so backups stay incremental).
+ *
+ * rotate invariants:
+ *  1. Every object is readable at every instant under exactly one of the
+ *     two keys, and the rotation finds out which by authentication (the
+ *     header tag, the directory metadata tag, the name SIV): a rerun after
+ *     a crash skips what is done and finishes the rest.
+ *  2. A file is rewritten into an FMT_TMP_PREFIX sibling (".sr-tmp.rot.")
+ *     that is fsync'ed and renamed over it; a crash leaves at worst that
+ *     sibling, which the next run removes (the original is still whole).
+ *  3. A name is renamed in place (long names: new sidecar first, old one
+ *     last), so the entry always has exactly one readable name.
+ *  4. STORE/rotate.state ("level=N gen=G") exists from before the new key
+ *     is added to the key bag until after the old one is removed from it;
+ *     while it exists, mounts are refused and fsck reports it.
+ */
+
+#define ADMIN_ROTATE_STATE "rotate.state"
+#define ADMIN_ROTATE_TMP_PREFIX ".sr-tmp.rot."
+
+struct vault_rotate_stats {
+	uint64_t dirs, files, names; /* re-encrypted */
+	uint64_t done;		     /* objects found already under the new key */
+	uint64_t skipped;	     /* objects of other levels, or locked */
+	uint64_t bytes_done, bytes_total; /* store bytes visited / to visit */
+};
+
+struct vault_rotate;
+
+/* @return 0 and *out owned (vault_rotate_close). Counts the store's bytes
+ * first (for progress). */
+int vault_rotate_open(const char *store, const struct kr_keyring *old_kr, const struct kr_keyring *new_kr,
+		      unsigned level, struct vault_rotate **out) __attribute__((warn_unused_result));
+/* Re-encrypt one more object. @return 1 more to do, 0 finished, -errno: a
+ * damaged object of the level (-EBADMSG: run fsck first) or an I/O error;
+ * the rotation can be run again after fixing it. */
+int vault_rotate_step(struct vault_rotate *rt);
+const struct vault_rotate_stats *vault_rotate_stats(const struct vault_rotate *rt);
+/* Store path (relative to STORE) of the object the last failing step met. */
+const char *vault_rotate_where(const struct vault_rotate *rt);
+void vault_rotate_close(struct vault_rotate *rt);
+
+/* STORE/rotate.state. read: @return 0, -ENOENT if none, -EUCLEAN. */
+int vault_rotate_state_write(const char *store, unsigned level, uint32_t gen);
+int vault_rotate_state_read(const char *store, unsigned *level, uint32_t *gen);
+int vault_rotate_state_remove(const char *store);
+
 #endif

@@ -167,6 +167,30 @@ int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index)
  * no secret. A slot file that does not parse is listed with kind 0. */
 int kr_keyslot_list(const char *store, struct kr_slot_info *out, int cap);
 
+/* Key rotation of one level (docs/format.md section 4.4). Keyslots hold a
+ * root key per level; STORE/keybag holds the key in use of every rotated
+ * level (and, during a rotation, the next one), boxed under a key derived
+ * from the root, so every slot holding the level gets the new key and no
+ * slot is rewritten.
+ *
+ * Generation of the key in use (0 = the root key itself). */
+uint32_t kr_level_generation(const struct kr_keyring *kr, unsigned level);
+/* Generation a rotation in progress moves the level to, or 0. */
+uint32_t kr_rotate_next_generation(const struct kr_keyring *kr, unsigned level);
+/* Start (or, if the bag already holds one, resume) a rotation: a fresh
+ * random next key is added to the bag. kr keeps using the old key.
+ * @return 0, -ENOKEY if the level is not held, or -errno. */
+int kr_rotate_begin(const char *store, struct kr_keyring *kr, unsigned level)
+	__attribute__((warn_unused_result));
+/* A copy of kr whose key for level is the next one. @return 0 and *out
+ * owned (kr_keyring_free), -ENOENT if no rotation is in progress. */
+int kr_keyring_next(const struct kr_keyring *kr, unsigned level, struct kr_keyring **out)
+	__attribute__((warn_unused_result));
+/* End the rotation: the bag keeps only the next key (the old key is gone
+ * from the store; kr wipes it and uses the new one). @return 0 or -errno. */
+int kr_rotate_finish(const char *store, struct kr_keyring *kr, unsigned level)
+	__attribute__((warn_unused_result));
+
 /* Parse a typed recovery text (case-insensitive, dashes and spaces ignored,
  * O->0, I/L->1). @return 0, or -EINVAL if malformed, -EBADMSG if the check
  * group does not match (a typo). raw receives the 20 key bytes. */

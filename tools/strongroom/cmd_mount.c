@@ -348,6 +348,19 @@ static int mnt_audit_start(const struct mnt_args *a, struct vault *v, int log_fd
 	return EXIT_OK;
 }
 
+/* A key rotation left unfinished (strongroom rotate, admin.h): objects of
+ * its level are under two keys until it is run again. */
+static bool mnt_rotation_unfinished(const struct mnt_args *a)
+{
+	char path[PATH_MAX];
+
+	if (snprintf(path, sizeof(path), "%s/rotate.state", a->store) >= (int)sizeof(path) ||
+	    access(path, F_OK) != 0)
+		return false;
+	cli_err(a->store_arg, "a key rotation is unfinished: run strongroom rotate again to finish it");
+	return true;
+}
+
 /* The driver: everything from unlocking to the final seal. @return the exit
  * code (errors printed). ready_fd is closed in every case. */
 static int mnt_drive(struct mnt_args *a, int ready_fd)
@@ -369,6 +382,10 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	rc = mnt_lock_take(a, &lock_fd);
 	if (rc != EXIT_OK)
 		goto out;
+	if (mnt_rotation_unfinished(a)) {
+		rc = EXIT_STORE;
+		goto out;
+	}
 	if (ready_fd >= 0) {
 		mnt_detach();
 		if (a->log_file)

@@ -1,0 +1,216 @@
+/* cmd_rotate.c - `strongroom rotate STORE LEVEL [SECRET]`.
+ *
+ * Gives LEVEL a new random key and re-encrypts every folder metadata, name
+ * and file of that level under it, offline: no mount of the store may run
+ * (both store locks are taken exclusively). The steps, each durable before
+ * the next (docs/format.md 4.4, admin.h "rotate"):
+ *
+ *   1. STORE/rotate.state written (mounts refuse from now on);
+ *   2. the next key added to STORE/keybag (kr_rotate_begin);
+ *   3. the walk re-encrypts object by object (vault_rotate_step);
+ *   4. the key bag keeps only the new key: the old one is destroyed
+ *      (kr_rotate_finish);
+ *   5. STORE/rotate.state removed.
+ *
+ * Run again after an interruption at any point, it resumes where the store
+ * says it is: the state file names the level, the key bag holds the next
+ * key, and each object tells by authentication which key it is under.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "strongroom/admin.h"
+
+#define ROTATE_PROGRESS_NS 200000000LL
+
+static void rotate_help(void)
+{
+	fputs("NAME\n"
+	      "  strongroom rotate - give a level a new key and re-encrypt everything of it\n"
+	      "\n"
+	      "SYNOPSIS\n"
+	      "  strongroom rotate STORE LEVEL [--passphrase-file F | --extpass CMD |\n"
+	      "                    --recovery-key-file F]\n"
+	      "\n"
+	      "DESCRIPTION\n"
+	      "  Generates a new random key for LEVEL, re-encrypts every folder metadata,\n"
+	      "  name and file of that level under it, then destroys the old key. Every\n"
+	      "  keyslot that holds the level opens the new key (no passphrase changes).\n"
+	      "  The store must not be mounted. Interrupted (a crash, Ctrl-C, a full\n"
+	      "  disk), run it again: it resumes and no file is lost; until it finishes,\n"
+	      "  mounts of the store are refused. Progress is shown on a terminal.\n"
+	      "\n"
+	      "  Objects of other levels are not touched. A copy of the store made before\n"
+	      "  the rotation still opens with the old key (docs/threat-model.md).\n"
+	      "\n",
+	      stdout);
+	cli_print_exit_codes(stdout);
+}
+
+static long long rotate_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void rotate_progress(const struct vault_rotate_stats *st, long long start)
+{
+	double secs = (double)(rotate_now_ns() - start) / 1e9;
+	double frac = st->bytes_total ? (double)st->bytes_done / (double)st->bytes_total : 0;
+
+	fprintf(stderr, "\r\033[Krotate: %llu files, %llu folders, %llu names; %.1f of %.1f MiB (%.0f%%)",
+		(unsigned long long)st->files, (unsigned long long)st->dirs, (unsigned long long)st->names,
+		(double)st->bytes_done / 1048576.0, (double)st->bytes_total / 1048576.0, frac * 100);
+	if (frac > 0.01 && secs > 1)
+		fprintf(stderr, ", ETA %.0f s", secs / frac - secs);
+}
+
+int cmd_rotate(int argc, char **argv)
+{
+	struct cli_secret_opts so = { 0 };
+	struct kr_keyring *kr = NULL, *knew = NULL;
+	struct vault_rotate *rt = NULL;
+	const struct vault_rotate_stats *st;
+	const char *store = NULL, *lname = NULL;
+	bool tty = isatty(STDERR_FILENO), drew = false;
+	long long last = 0, start = rotate_now_ns();
+	int rc, lock_fd[2] = { -1, -1 }, err, level, i;
+	unsigned slevel;
+	uint32_t sgen;
+
+	for (i = 1; i < argc; i++) {
+		int c = cli_secret_opt(&so, argc, argv, &i);
+
+		if (c < 0)
+			return EXIT_USAGE;
+		if (c > 0)
+			continue;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			rotate_help();
+			return EXIT_OK;
+		} else if (argv[i][0] == '-') {
+			cli_err(argv[i], "unknown option to rotate (strongroom rotate --help)");
+			return EXIT_USAGE;
+		} else if (!store) {
+			store = argv[i];
+		} else if (!lname) {
+			lname = argv[i];
+		} else {
+			cli_err(argv[i], "unexpected argument to rotate");
+			return EXIT_USAGE;
+		}
+	}
+	if (!store || !lname) {
+		cli_err("rotate", "usage: strongroom rotate STORE LEVEL [SECRET]");
+		return EXIT_USAGE;
+	}
+	rc = cli_unlock(store, &so, &kr);
+	if (rc != EXIT_OK)
+		goto out;
+	level = kr_level_index(kr, lname);
+	if (level < 0) {
+		cli_err(lname, "no such level in %s", store);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (!kr_level_held(kr, (unsigned)level)) {
+		cli_err(lname, "this secret does not hold the level's key");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	rc = cli_store_lock(store, true, lock_fd);
+	if (rc != EXIT_OK)
+		goto out;
+
+	/* Step 1, or where an interrupted run stopped. */
+	err = vault_rotate_state_read(store, &slevel, &sgen);
+	if (err == 0 && slevel != (unsigned)level) {
+		const struct kr_config *cfg = kr_keyring_config(kr);
+		cli_err(store, "the rotation of level %s is unfinished: run strongroom rotate %s %s first",
+			slevel < cfg->nlevels ? cfg->levels[slevel].name : "?", store,
+			slevel < cfg->nlevels ? cfg->levels[slevel].name : "?");
+		rc = EXIT_STORE;
+		goto out;
+	}
+	if (err == 0 && kr_level_generation(kr, (unsigned)level) == sgen &&
+	    !kr_rotate_next_generation(kr, (unsigned)level)) {
+		/* Interrupted between steps 4 and 5. */
+		err = vault_rotate_state_remove(store);
+		if (err == 0)
+			printf("rotation of level %s finished (key generation %u)\n", lname, sgen);
+		rc = err ? cli_exit_for(err) : EXIT_OK;
+		goto out;
+	}
+	if (err == -ENOENT) {
+		if (kr_rotate_next_generation(kr, (unsigned)level))
+			sgen = kr_rotate_next_generation(kr, (unsigned)level);
+		else
+			sgen = kr_level_generation(kr, (unsigned)level) + 1;
+		err = vault_rotate_state_write(store, (unsigned)level, sgen);
+	} else if (err == 0) {
+		fprintf(stderr, "strongroom: %s: resuming the rotation of level %s\n", store, lname);
+	}
+	if (err < 0) {
+		cli_err(store, "rotation state: %s", strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
+	/* Step 2. */
+	err = kr_rotate_begin(store, kr, (unsigned)level);
+	if (err == 0)
+		err = kr_keyring_next(kr, (unsigned)level, &knew);
+	if (err < 0) {
+		cli_err(store, "key bag: %s", strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
+	/* Step 3. */
+	err = vault_rotate_open(store, kr, knew, (unsigned)level, &rt);
+	while (err == 0 && (err = vault_rotate_step(rt)) > 0) {
+		if (tty && rotate_now_ns() - last > ROTATE_PROGRESS_NS) {
+			rotate_progress(vault_rotate_stats(rt), start);
+			drew = true;
+			last = rotate_now_ns();
+		}
+		err = 0;
+	}
+	if (drew)
+		fputs("\r\033[K", stderr);
+	if (err < 0) {
+		cli_err(rt && vault_rotate_where(rt)[0] ? vault_rotate_where(rt) : store,
+			"%s; the rotation stopped and resumes when run again%s", strerror(-err),
+			err == -EBADMSG ? " (run strongroom fsck --repair first)" : "");
+		rc = err == -EBADMSG ? EXIT_DAMAGE : cli_exit_for(err);
+		if (rc == EXIT_OK)
+			rc = EXIT_FAIL;
+		goto out;
+	}
+	st = vault_rotate_stats(rt);
+	/* Steps 4 and 5. */
+	err = kr_rotate_finish(store, kr, (unsigned)level);
+	if (err == 0)
+		err = vault_rotate_state_remove(store);
+	if (err < 0) {
+		cli_err(store, "finishing the rotation: %s (run it again)", strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
+	printf("level %s rotated to key generation %u: %llu files, %llu folders, %llu names re-encrypted"
+	       " (%llu already done before); the old key is destroyed\n",
+	       lname, kr_level_generation(kr, (unsigned)level), (unsigned long long)st->files,
+	       (unsigned long long)st->dirs, (unsigned long long)st->names, (unsigned long long)st->done);
+	rc = EXIT_OK;
+out:
+	vault_rotate_close(rt);
+	cli_store_unlock(lock_fd, true);
+	kr_keyring_free(knew);
+	kr_keyring_free(kr);
+	return rc;
+}
