@@ -446,8 +446,8 @@ TEST(parallel_readers_of_one_file_see_its_content)
 struct writer_arg {
 	struct vf_file *f;
 	size_t len;
-	volatile int stop;
-	int bad;
+	int *stop; /* shared, atomic */
+	int bad;   /* this reader's */
 };
 
 /* Each read sees one whole write: all bytes of a range carry one value. */
@@ -456,7 +456,7 @@ static void *uniform_reader(void *p)
 	struct writer_arg *w = p;
 	uint8_t buf[200000];
 	uint64_t x = (uint64_t)(uintptr_t)&buf | 1; /* per-thread xorshift */
-	while (!w->stop) {
+	while (!__atomic_load_n(w->stop, __ATOMIC_RELAXED)) {
 		x ^= x << 13;
 		x ^= x >> 7;
 		x ^= x << 17;
@@ -480,23 +480,26 @@ TEST(reads_never_see_half_of_a_concurrent_write)
 	static uint8_t b[1u << 20];
 	struct vf_file *f;
 	pthread_t t[2];
-	struct writer_arg w;
+	struct writer_arg w[2];
+	int stop = 0;
 	memset(b, 0, sizeof b);
 	CHECK_EQ(vf_create(fx_kr, fx_dir, "racing", 1, S_IFREG | 0600, 0, 0, &f), 0);
 	CHECK_EQ(vf_write(f, b, sizeof b, 0), sizeof b);
-	w = (struct writer_arg){f, sizeof b, 0, 0};
-	for (int i = 0; i < 2; i++)
-		CHECK(pthread_create(&t[i], NULL, uniform_reader, &w) == 0);
-	for (int v = 1; v <= 60; v++) {
-		memset(b, v, sizeof b);
-		CHECK_EQ(vf_write(f, b, sizeof b, 0), sizeof b);
-		if (v % 10 == 0)
-			CHECK_EQ(vf_fsync(f, true), 0);
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct writer_arg){f, sizeof b, &stop, 0};
+		CHECK(pthread_create(&t[i], NULL, uniform_reader, &w[i]) == 0);
 	}
-	w.stop = 1;
+	int failed = 0; /* no CHECK while the readers run: they must be stopped */
+	for (int v = 1; v <= 60 && !failed; v++) {
+		memset(b, v, sizeof b);
+		failed = vf_write(f, b, sizeof b, 0) != (ssize_t)sizeof b ||
+			 (v % 10 == 0 && vf_fsync(f, true) != 0);
+	}
+	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	CHECK_EQ(w.bad, 0);
+	CHECK_EQ(failed, 0);
+	CHECK_EQ(w[0].bad + w[1].bad, 0);
 	CHECK_EQ(vf_close(f), 0);
 }
 
