@@ -1,6 +1,7 @@
 /* test_format_frames.c - file header, frames, chunk payloads and seals
  * (docs/format.md section 8). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,73 @@ TEST(seal_locator_roundtrips_and_rejects_bad_magic)
 	CHECK_EQ(fmt_seal_locator_decode(loc, &n), -EUCLEAN);
 }
 
+/* The plaintext of tests/data/engine-v1.srf. */
+static void golden_plain(uint8_t *p, size_t n)
+{
+	uint64_t st = 0x243f6a8885a308d3ull;
+	memset(p, 0, n);
+	for (size_t i = 0; i < 65536; i++)
+		p[i] = (uint8_t)"id,name,city\n7,Ada Lovelace,London\n"[i % 36];
+	for (size_t i = 2 * 65536; i < 3 * 65536; i++) {
+		st ^= st << 13;
+		st ^= st >> 7;
+		st ^= st << 17;
+		p[i] = (uint8_t)(st >> 24);
+	}
+	memset(p + 3 * 65536, 'z', 1000);
+}
+
+/* A file written by format version 1 must decode forever: header, hint,
+ * locator, seal, a compressed chunk, a hole, a raw chunk, a short chunk. */
+TEST(golden_version_1_file_still_decodes)
+{
+	static uint8_t file[1 << 17], want[3 * 65536 + 1000], got[sizeof want], pt[1 << 17];
+	char path[4096];
+	const char *dir = getenv("SR_TEST_DATA");
+	struct fmt_file_header fh;
+	struct fmt_frame_header h;
+	struct fmt_seal s;
+	uint8_t hint[8];
+	uint64_t total;
+	snprintf(path, sizeof path, "%s/engine-v1.srf", dir ? dir : "tests/data");
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	size_t len = fread(file, 1, sizeof file, f);
+	fclose(f);
+	CHECK(len > 64 && len < sizeof file);
+	CHECK_EQ(fmt_file_header_verify(file, key, &fh), 0);
+	fmt_level_hint(hint_key, fh.file_id, 1, hint);
+	CHECK(memcmp(hint, fh.hint, 8) == 0);
+	CHECK_EQ(fh.synced_end, len);
+	CHECK_EQ(fmt_seal_locator_decode(file + len - 16, &total), 0);
+	ssize_t n = fmt_frame_open(key, fh.file_id, file + len - total, total - 16, &h, pt, sizeof pt);
+	CHECK(n > 0);
+	CHECK_EQ(h.type, FMT_FRAME_SEAL);
+	CHECK_EQ(h.arg, len - total);
+	CHECK_EQ(fmt_seal_decode(pt, (size_t)n, &s), 0);
+	CHECK_EQ(s.size, sizeof want);
+	CHECK_EQ(s.mode, 0100640);
+	CHECK_EQ(s.nmap, 3);
+	CHECK_EQ(fmt_xattr_get(s.xattrs, s.xattrs_len, "user.golden", pt, sizeof pt), 2);
+	golden_plain(want, sizeof want);
+	memset(got, 0, sizeof got);
+	bool compressed_seen = false;
+	for (size_t i = 0; i < s.nmap; i++) {
+		const struct fmt_chunk_ref *r = &s.map[i];
+		n = fmt_frame_open(key, fh.file_id, file + r->offset, r->frame_len, &h, pt, sizeof pt);
+		CHECK(n > 0);
+		CHECK_EQ(h.arg, r->index);
+		CHECK_EQ(h.seq, r->seq);
+		compressed_seen |= (h.flags & FMT_FRAME_F_COMPRESSED) != 0;
+		CHECK_EQ(fmt_chunk_decode(NULL, pt, (size_t)n, h.flags & FMT_FRAME_F_COMPRESSED,
+					  got + r->index * 65536, 65536),
+			 r->raw_len);
+	}
+	CHECK(compressed_seen);
+	CHECK(memcmp(got, want, sizeof want) == 0);
+	fmt_seal_release(&s);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -266,5 +334,6 @@ int main(void)
 	RUN(chunk_decode_rejects_data_larger_than_a_chunk);
 	RUN(seal_roundtrips_attributes_and_chunk_map);
 	RUN(seal_locator_roundtrips_and_rejects_bad_magic);
+	RUN(golden_version_1_file_still_decodes);
 	return tap_done();
 }
