@@ -419,6 +419,38 @@ out:
 	return r;
 }
 
+/* A sidecar whose entry is gone and whose name is under the level (either
+ * key) is what an interrupted rename of this rotation left (invariant 3):
+ * the new sidecar written before the rename, or the old one after it. */
+static int rot_sidecar_orphan(struct vault_rotate *rt, struct rot_frame *fr, const char *side)
+{
+	char entry[ROT_LONGNAME_LEN + 1], name[FMT_NAME_MAX + 1];
+	struct stat st;
+	unsigned used = 0;
+	char *enc;
+	ssize_t n;
+
+	memcpy(entry, side, ROT_LONGNAME_LEN);
+	entry[ROT_LONGNAME_LEN] = '\0';
+	if (!fr->meta_ok || store_fstatat(fr->fd, entry, &st) != -ENOENT)
+		return 0;
+	enc = malloc(VAULT_ENC_NAME_MAX);
+	if (!enc)
+		return -ENOMEM;
+	n = store_read_small(fr->fd, side, enc, VAULT_ENC_NAME_MAX);
+	if (n >= 0 && fmt_longname_check(entry, enc, (size_t)n) == 0) {
+		ssize_t m = vault_policy_name_decrypt(&rt->vold, &fr->d, enc, (size_t)n, name, &used);
+
+		if (m < 0 || used != rt->level)
+			m = vault_policy_name_decrypt(&rt->vnew, &fr->d, enc, (size_t)n, name, &used);
+		if (m >= 0 && used == rt->level)
+			(void)store_unlinkat(fr->fd, side, 0);
+	}
+	sodium_memzero(name, sizeof(name));
+	free(enc);
+	return 0;
+}
+
 static int rot_entry(struct vault_rotate *rt, struct rot_frame *fr, const char *sname)
 {
 	char cur[FMT_NAME_MAX + 1], *spath;
@@ -429,14 +461,20 @@ static int rot_entry(struct vault_rotate *rt, struct rot_frame *fr, const char *
 
 	if (strcmp(sname, FMT_DIRMETA_NAME) == 0)
 		return 0;
-	if (strncmp(sname, ADMIN_ROTATE_TMP_PREFIX, strlen(ADMIN_ROTATE_TMP_PREFIX)) == 0) {
-		/* A copy an interrupted run did not finish (invariant 2). */
-		(void)store_unlinkat(fr->fd, sname, 0);
+	if (strncmp(sname, FMT_TMP_PREFIX, strlen(FMT_TMP_PREFIX)) == 0) {
+		/* A copy an interrupted run did not finish (invariant 2), or the
+		 * temp file of an atomic replacement (metadata, sidecar) it
+		 * interrupted: the original is whole, and no mount runs. */
+		if (store_fstatat(fr->fd, sname, &st) == 0 && S_ISREG(st.st_mode))
+			(void)store_unlinkat(fr->fd, sname, 0);
 		return 0;
 	}
+	if (sname[0] == '.' && len == ROT_SIDECAR_LEN && strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0 &&
+	    strcmp(sname + ROT_LONGNAME_LEN, FMT_LONGNAME_SIDECAR_SUFFIX) == 0)
+		return rot_sidecar_orphan(rt, fr, sname);
 	if (sname[0] == '.') {
 		if (strncmp(sname, FMT_LONGNAME_PREFIX, 2) != 0 || len != ROT_LONGNAME_LEN)
-			return 0; /* sidecars go with their entry; leftovers are fsck's */
+			return 0; /* leftovers of other kinds are fsck's */
 		is_long = true;
 	}
 	if (store_fstatat(fr->fd, sname, &st) < 0)
