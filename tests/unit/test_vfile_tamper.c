@@ -184,6 +184,21 @@ TEST(level_hint_edited_to_another_level_fails)
 	free(b);
 }
 
+TEST(file_with_an_unknown_required_flag_is_refused_as_unsupported)
+{
+	size_t len;
+	unsigned char *b = fx_slurp("base", &len);
+	struct fmt_file_header h;
+	struct vf_file *f;
+	CHECK(b);
+	CHECK_EQ(fmt_file_header_peek(b, &h), 0);
+	h.required_flags = 0x8000; /* a feature from the future, properly tagged */
+	fmt_file_header_encode(&h, kr_level_subkey(fx_kr, 1, KR_SUB_META), b);
+	CHECK_EQ(fx_spit("future", b, len), 0);
+	CHECK_EQ(vf_open(fx_kr, fx_dir, "future", false, &f), -EOPNOTSUPP);
+	free(b);
+}
+
 TEST(sealed_file_truncated_fails)
 {
 	size_t len;
@@ -226,6 +241,7 @@ int main(void)
 	RUN(header_swapped_between_files_fails);
 	RUN(duplicated_frame_fails_inside_and_at_the_end);
 	RUN(level_hint_edited_to_another_level_fails);
+	RUN(file_with_an_unknown_required_flag_is_refused_as_unsupported);
 	RUN(sealed_file_truncated_fails);
 	RUN(file_grown_with_garbage_still_reads_its_sealed_content);
 	fx_teardown();
