@@ -197,3 +197,40 @@ def test_mount_with_wrong_passphrase_fails_without_mounting(fresh_vault):
     p = sr("mount", fresh_vault.store, fresh_vault.mnt, "--passphrase-file", bad, check=False)
     assert p.returncode == 3
     assert not mounted(fresh_vault.mnt)
+
+
+def test_foreground_mount_serves_until_sigint_then_exits_zero(fresh_vault):
+    v = fresh_vault
+    p = subprocess.Popen([SR_BIN, "mount", str(v.store), str(v.mnt), "--passphrase-file", str(v.passfile),
+                          "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        v.pids.add(p.pid)
+        # A foreground mount has no readiness pipe to its caller: watch the table.
+        assert wait_until(lambda: mounted(v.mnt) or p.poll() is not None), "never mounted"
+        assert p.poll() is None, p.stderr.read()
+        (v.mnt / "fg.txt").write_text("foreground")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+    assert err == "" and out == ""
+    assert not mounted(v.mnt)
+    v.mount()
+    assert (v.mnt / "fg.txt").read_text() == "foreground"
+
+
+def test_status_reports_a_mount_whose_driver_was_killed_as_dead(vault):
+    pid = vault.driver_pid()
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not pid_running(pid))
+    st = [m for m in json.loads(sr("status", "--json").stdout) if m["mountpoint"] == str(vault.mnt)]
+    assert st and st[0]["state"] == "dead" and st[0]["pid"] is None
+    sr("unmount", vault.mnt)
+    assert not mounted(vault.mnt)
+    p = sr("mount", vault.store, vault.mnt, "--passphrase-file", vault.passfile, "--log-file", vault.log,
+           check=False)
+    assert p.returncode == 0, p.stderr
+    vault.pids.add(vault.driver_pid())

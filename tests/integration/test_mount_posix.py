@@ -335,3 +335,18 @@ def test_a_name_created_after_a_failed_lookup_is_found(vault):
     os.rename(mnt / "later", mnt / "moved")
     assert not (mnt / "later").exists()
     assert (mnt / "moved").exists()
+
+
+def test_large_directory_lists_completely_across_many_readdir_calls_and_rmtree_empties_it(vault):
+    _, mnt = vault
+    big = mnt / "big"
+    os.mkdir(big)
+    names = {f"{i:05d}-" + "n" * 200 for i in range(1000)}
+    for n in names:
+        (big / n).write_bytes(b"")
+    assert set(os.listdir(big)) == names
+    vault.remount()
+    assert set(os.listdir(big)) == names
+    shutil.rmtree(big)
+    assert not big.exists()
+    assert os.listdir(mnt) == []
