@@ -215,6 +215,14 @@ int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_confi
 
 /* ---- rotation (keyring.h) ---- */
 
+void kr_keyring_forget_roots(struct kr_keyring *kr)
+{
+	sodium_memzero(kr->sec->level_root, sizeof kr->sec->level_root);
+	sodium_memzero(kr->sec->level_next, sizeof kr->sec->level_next);
+	memset(kr->next_gen, 0, sizeof kr->next_gen);
+	kr->roots_gone = true;
+}
+
 uint32_t kr_level_generation(const struct kr_keyring *kr, unsigned level)
 {
 	return level < KR_MAX_LEVELS ? kr->gen[level] : 0;
@@ -231,7 +239,7 @@ int kr_rotate_begin(const char *store, struct kr_keyring *kr, unsigned level)
 	struct bag_entry *e;
 	int rc;
 
-	if (!kr_level_held(kr, level))
+	if (!kr_level_held(kr, level) || kr->roots_gone)
 		return -ENOKEY;
 	if (kr->next_gen[level])
 		return 0; /* resuming: the next key is already in the bag */

@@ -285,8 +285,8 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 
 	if (ceiling >= kr->cfg.nlevels)
 		return -EINVAL;
-	if (ceiling > kr->ceiling)
-		return -ENOKEY;
+	if (ceiling > kr->ceiling || kr->roots_gone)
+		return -ENOKEY; /* roots_gone: a driver's keyring (kr_keyring_forget_roots) */
 	if (!pass || pass->kind != KR_SECRET_PASSPHRASE || pass->len == 0 || !kdf ||
 	    !kdf_valid(kdf))
 		return -EINVAL;

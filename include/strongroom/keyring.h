@@ -191,6 +191,12 @@ int kr_keyring_next(const struct kr_keyring *kr, unsigned level, struct kr_keyri
 int kr_rotate_finish(const char *store, struct kr_keyring *kr, unsigned level)
 	__attribute__((warn_unused_result));
 
+/* Wipe the root keys (and any next key) of kr, keeping only the keys in
+ * use: a mounted driver needs nothing else, so its memory never holds what
+ * would open a later key bag. kr can then no longer add keyslots or
+ * rotate. */
+void kr_keyring_forget_roots(struct kr_keyring *kr);
+
 /* Parse a typed recovery text (case-insensitive, dashes and spaces ignored,
  * O->0, I/L->1). @return 0, or -EINVAL if malformed, -EBADMSG if the check
  * group does not match (a typo). raw receives the 20 key bytes. */

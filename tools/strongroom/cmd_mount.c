@@ -44,8 +44,8 @@
 #include "strongroom/keyring.h"
 #include "strongroom/vault.h"
 
-#define MNT_LOCK_NAME "lock"
-#define MNT_READERS_NAME "readers"
+#define MNT_LOCK_NAME	      "lock"
+#define MNT_READERS_NAME      "readers"
 #define MNT_UNMOUNT_WAIT_SECS 60
 
 struct mnt_args {
@@ -61,9 +61,10 @@ struct mnt_args {
 
 static void mnt_usage(void)
 {
-	cli_err("mount", "usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
-			 "--recovery-key-file F] [--foreground] [--allow-other] [--read-only] "
-			 "[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
+	cli_err("mount",
+		"usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
+		"--recovery-key-file F] [--foreground] [--allow-other] [--read-only] "
+		"[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
 }
 
 /* Append one -o list, taking out what has a flag of its own. */
@@ -192,7 +193,8 @@ static int mnt_mountpoint_check(struct mnt_args *a)
 		if (errno == ENOENT)
 			cli_err(arg, "mount point does not exist");
 		else if (errno == ENOTCONN)
-			cli_err(arg, "a dead mount is still attached here (strongroom unmount --lazy it first)");
+			cli_err(arg, "a dead mount is still attached here (strongroom unmount "
+				     "--lazy it first)");
 		else
 			cli_err(arg, "mount point: %s", strerror(errno));
 		return EXIT_MOUNTPOINT;
@@ -234,8 +236,8 @@ static int mnt_lock_take(const struct mnt_args *a, int *fd_out)
 	ssize_t n;
 
 	*fd_out = -1;
-	if (snprintf(path, sizeof(path), "%s/%s", a->store, a->read_only ? MNT_READERS_NAME : MNT_LOCK_NAME) >=
-	    (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/%s", a->store,
+		     a->read_only ? MNT_READERS_NAME : MNT_LOCK_NAME) >= (int)sizeof(path)) {
 		cli_err(a->store_arg, "path too long");
 		return EXIT_STORE;
 	}
@@ -255,7 +257,8 @@ static int mnt_lock_take(const struct mnt_args *a, int *fd_out)
 			n = pread(fd, buf, sizeof(buf) - 1, 0);
 			buf[n > 0 ? n : 0] = '\0';
 			if (a->read_only)
-				cli_err(a->store_arg, "store is locked by an offline fsck --repair or rotate");
+				cli_err(a->store_arg,
+					"store is locked by an offline fsck --repair or rotate");
 			else
 				cli_err(a->store_arg, "store is in use by another writer (pid %ld)",
 					strtol(buf, NULL, 10));
@@ -278,8 +281,9 @@ static void mnt_lock_write_pid(const char *store, int fd, bool exclusive)
 		return;
 	len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len)
-		fprintf(stderr, "strongroom: %s/" MNT_LOCK_NAME ": cannot record the driver pid: %s\n", store,
-			strerror(errno));
+		fprintf(stderr,
+			"strongroom: %s/" MNT_LOCK_NAME ": cannot record the driver pid: %s\n",
+			store, strerror(errno));
 }
 
 static void mnt_lock_release(int fd, bool exclusive)
@@ -321,30 +325,37 @@ static void mnt_audit_warn(const struct mnt_args *a, int log_fd, const char *wha
  * the mount; fail-closed refuses the mount without it. @return exit code. */
 static int mnt_audit_start(const struct mnt_args *a, struct vault *v, int log_fd)
 {
-	struct vault_audit_opts ao = { .store = a->store, .mountpoint = a->mountpoint,
-				       .fail_open = a->audit_fail_open, .syslog = a->audit_syslog };
+	struct vault_audit_opts ao = {.store = a->store,
+				      .mountpoint = a->mountpoint,
+				      .fail_open = a->audit_fail_open,
+				      .syslog = a->audit_syslog};
 	int err;
 
 	if (a->no_audit) {
-		mnt_audit_warn(a, log_fd, "--no-audit: nothing is recorded in the audit trail (for benchmarks only)");
+		mnt_audit_warn(
+		    a, log_fd,
+		    "--no-audit: nothing is recorded in the audit trail (for benchmarks only)");
 		return EXIT_OK;
 	}
 	err = vault_audit_start(v, &ao);
 	if (err && !a->audit_fail_open) {
-		cli_err(a->store_arg, "cannot open the audit trail %s/audit: %s", a->store, strerror(-err));
+		cli_err(a->store_arg, "cannot open the audit trail %s/audit: %s", a->store,
+			strerror(-err));
 		return cli_exit_for(err);
 	}
 	if (err) {
 		char msg[512];
 
-		snprintf(msg, sizeof(msg), "cannot open the audit trail: %s; --audit-fail-open: mounting unaudited",
+		snprintf(msg, sizeof(msg),
+			 "cannot open the audit trail: %s; --audit-fail-open: mounting unaudited",
 			 strerror(-err));
 		mnt_audit_warn(a, log_fd, msg);
 		return EXIT_OK;
 	}
 	if (a->audit_fail_open)
 		mnt_audit_warn(a, log_fd,
-			       "--audit-fail-open: an operation whose audit record cannot be written goes on unrecorded");
+			       "--audit-fail-open: an operation whose audit record cannot be "
+			       "written goes on unrecorded");
 	return EXIT_OK;
 }
 
@@ -357,7 +368,8 @@ static bool mnt_rotation_unfinished(const struct mnt_args *a)
 	if (snprintf(path, sizeof(path), "%s/rotate.state", a->store) >= (int)sizeof(path) ||
 	    access(path, F_OK) != 0)
 		return false;
-	cli_err(a->store_arg, "a key rotation is unfinished: run strongroom rotate again to finish it");
+	cli_err(a->store_arg,
+		"a key rotation is unfinished: run strongroom rotate again to finish it");
 	return true;
 }
 
@@ -368,7 +380,7 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	struct kr_keyring *kr = NULL;
 	struct vault *v = NULL;
 	struct fe_runtime *rt = NULL;
-	struct fe_options fo = { 0 };
+	struct fe_options fo = {0};
 	char runtime_path[PATH_MAX] = "";
 	char log_path[PATH_MAX] = "";
 	int lock_fd = -1, log_fd = -1, rc, err;
@@ -376,6 +388,10 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	rc = cli_unlock(a->store, &a->secrets, &kr);
 	if (rc != EXIT_OK)
 		goto out;
+	/* The driver keeps only the keys in use, never the root keys that
+	 * open the key bag: a key rotation then locks out a copy of this
+	 * process's memory (docs/threat-model.md). */
+	kr_keyring_forget_roots(kr);
 	rc = mnt_mountpoint_check(a);
 	if (rc != EXIT_OK)
 		goto out;
@@ -391,8 +407,10 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 		if (a->log_file)
 			snprintf(log_path, sizeof(log_path), "%s", a->log_file);
 		else if (mkdir(fe_runtime_dir(), 0755) == 0 || errno == EEXIST)
-			snprintf(log_path, sizeof(log_path), "%s/%ld.log", fe_runtime_dir(), (long)getpid());
-		log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+			snprintf(log_path, sizeof(log_path), "%s/%ld.log", fe_runtime_dir(),
+				 (long)getpid());
+		log_fd =
+		    open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (log_fd < 0) {
 			cli_err(log_path, "cannot open the driver log: %s", strerror(errno));
 			rc = EXIT_FAIL;
@@ -438,7 +456,8 @@ out:
 	if (v) {
 		err = vault_close(v);
 		if (err) {
-			fprintf(stderr, "strongroom: %s: closing the vault failed: %s\n", a->store, strerror(-err));
+			fprintf(stderr, "strongroom: %s: closing the vault failed: %s\n", a->store,
+				strerror(-err));
 			if (rc == EXIT_OK)
 				rc = cli_exit_for(err);
 		}
@@ -480,7 +499,7 @@ static int mnt_wait_ready(pid_t child, int fd)
 
 int cmd_mount(int argc, char **argv)
 {
-	struct mnt_args a = { 0 };
+	struct mnt_args a = {0};
 	int p[2], rc;
 	pid_t pid;
 
@@ -553,7 +572,8 @@ static int mnt_path_canon(const char *arg, char *out)
 		if (!realpath(".", parent))
 			err = -errno;
 	}
-	if (!err && snprintf(out, PATH_MAX, "%s/%s", strcmp(parent, "/") == 0 ? "" : parent, base) >= PATH_MAX)
+	if (!err && snprintf(out, PATH_MAX, "%s/%s", strcmp(parent, "/") == 0 ? "" : parent,
+			     base) >= PATH_MAX)
 		err = -ENAMETOOLONG;
 	free(copy);
 	return err;
@@ -586,7 +606,8 @@ int cmd_unmount(int argc, char **argv)
 	int err;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--lazy") == 0 || strcmp(argv[i], "-l") == 0 || strcmp(argv[i], "-z") == 0) {
+		if (strcmp(argv[i], "--lazy") == 0 || strcmp(argv[i], "-l") == 0 ||
+		    strcmp(argv[i], "-z") == 0) {
 			lazy = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			cli_err(argv[i], "unknown option to unmount");
@@ -634,13 +655,13 @@ int cmd_unmount(int argc, char **argv)
 	if (lazy || !have_pid)
 		return EXIT_OK;
 	for (int i = 0; i < MNT_UNMOUNT_WAIT_SECS * 50; i++) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		struct timespec ts = {0, 20 * 1000 * 1000};
 
 		if (!fe_pid_running(rt.pid))
 			return EXIT_OK;
 		nanosleep(&ts, NULL);
 	}
-	cli_err(arg, "unmounted, but the driver (pid %ld) is still sealing files after %d s", (long)rt.pid,
-		MNT_UNMOUNT_WAIT_SECS);
+	cli_err(arg, "unmounted, but the driver (pid %ld) is still sealing files after %d s",
+		(long)rt.pid, MNT_UNMOUNT_WAIT_SECS);
 	return EXIT_FAIL;
 }
