@@ -1514,6 +1514,11 @@ int vf_compact(struct vf_file *f, int dirfd, const char *name)
 		rc = store_fsync(nfd, true);
 	if (rc == 0)
 		rc = vf_header_write(f, f->seal_end);
+	if (rc == 0) {
+		/* The store inode's times are the file's times: carry them over. */
+		const struct timespec ts[2] = {st.st_atim, st.st_mtim};
+		rc = store_futimens(nfd, ts);
+	}
 	if (rc == 0)
 		rc = store_fsync(nfd, true);
 	if (rc == 0)

@@ -293,11 +293,17 @@ TEST(compaction_drops_dead_frames_and_keeps_content_and_identity)
 	}
 	CHECK(vf_needs_compaction(f));
 	long long before = fx_store_size("churn");
+	const struct timespec old_times[2] = {{1000000000, 5}, {1100000000, 7}};
+	CHECK(futimens(vf_fd(f), old_times) == 0);
 	CHECK_EQ(vf_getattr(f, &a1), 0);
 	CHECK_EQ(vf_compact(f, fx_dir, "churn"), 0);
 	CHECK(!vf_needs_compaction(f));
 	long long after = fx_store_size("churn");
 	CHECK(after < before / 3);
+	struct stat st;
+	CHECK(fstatat(fx_dir, "churn", &st, 0) == 0);
+	CHECK_EQ(st.st_mtim.tv_sec, 1100000000);
+	CHECK_EQ(st.st_mtim.tv_nsec, 7);
 	CHECK_EQ(vf_read(f, back, 300000, 0), 300000);
 	CHECK(memcmp(back, b, 300000) == 0);
 	CHECK_EQ(vf_write(f, "more", 4, 300000), 4);
