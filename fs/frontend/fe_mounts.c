@@ -28,8 +28,8 @@ static void fe_unescape_octal(char *s)
 	char *w = s;
 
 	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
-		    r[3] <= '7') {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
 			*w++ = (char)(((r[1] - '0') << 6) | ((r[2] - '0') << 3) | (r[3] - '0'));
 			r += 3;
 		} else {
@@ -128,7 +128,7 @@ static int fe_find_cb(const struct fe_mount *m, void *arg)
 
 int fe_mount_find(const char *path, struct fe_mount *out)
 {
-	struct fe_find_ctx ctx = { .path = path, .out = out, .found = false };
+	struct fe_find_ctx ctx = {.path = path, .out = out, .found = false};
 	int rc = fe_mountinfo_each(fe_find_cb, &ctx);
 
 	if (rc)
@@ -152,7 +152,7 @@ static int fe_each_cb(const struct fe_mount *m, void *arg)
 
 int fe_mount_each(int (*fn)(const struct fe_mount *m, void *arg), void *arg)
 {
-	struct fe_each_ctx ctx = { .fn = fn, .arg = arg };
+	struct fe_each_ctx ctx = {.fn = fn, .arg = arg};
 
 	return fe_mountinfo_each(fe_each_cb, &ctx);
 }

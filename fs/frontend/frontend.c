@@ -52,12 +52,12 @@
 
 /* The driver is the only writer, so the kernel may trust attributes and
  * names for a while; short enough that policy changes show up quickly. */
-#define FE_ENTRY_TIMEOUT 1.0
-#define FE_ATTR_TIMEOUT 1.0
-#define FE_MAX_GROUPS 1024
-#define FE_HASH_BUCKETS (1u << 16)
+#define FE_ENTRY_TIMEOUT    1.0
+#define FE_ATTR_TIMEOUT	    1.0
+#define FE_MAX_GROUPS	    1024
+#define FE_HASH_BUCKETS	    (1u << 16)
 #define FE_MAX_IDLE_THREADS 16
-#define FE_MAX_THREADS 32
+#define FE_MAX_THREADS	    32
 /* readdir entries without an inode number in the listing (glibc skips
  * d_ino == 0). */
 #define FE_UNKNOWN_INO 0xffffffffu
@@ -69,7 +69,7 @@ struct fe_dentry {
 	struct fe_node *parent;
 	char *name;
 	struct fe_node *node;
-	struct fe_dentry *hnext;     /* hash chain by (parent, name) */
+	struct fe_dentry *hnext;      /* hash chain by (parent, name) */
 	struct fe_dentry *alias_next; /* the node's other names */
 };
 
@@ -80,9 +80,9 @@ struct fe_node {
 	uint64_t nlookup;
 	unsigned nopen, nchild;
 	bool is_root;
-	struct fe_dentry *names;  /* first one is used for paths */
-	struct fe_file *files;	  /* open handles */
-	struct fe_node *hnext;	  /* hash chain by ino */
+	struct fe_dentry *names; /* first one is used for paths */
+	struct fe_file *files;	 /* open handles */
+	struct fe_node *hnext;	 /* hash chain by ino */
 	/* Invariant 5: attributes when the last handle closed. */
 	bool cache_valid;
 	off_t cache_size;
@@ -366,7 +366,8 @@ out:
 	return p;
 }
 
-static void fe_entry_fill(struct fe *fe, struct fe_node *n, const struct stat *st, struct fuse_entry_param *e)
+static void fe_entry_fill(struct fe *fe, struct fe_node *n, const struct stat *st,
+			  struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->ino = fe_nodeid(fe, n);
@@ -377,8 +378,8 @@ static void fe_entry_fill(struct fe *fe, struct fe_node *n, const struct stat *s
 
 /* After a vault call created or found parent/name: learn it and reply with
  * an entry (lookup, mkdir, mknod, symlink, link). */
-static void fe_reply_learned(fuse_req_t req, struct fe *fe, struct fe_node *parent, const char *name,
-			     const struct stat *st)
+static void fe_reply_learned(fuse_req_t req, struct fe *fe, struct fe_node *parent,
+			     const char *name, const struct stat *st)
 {
 	struct fuse_entry_param e;
 	struct fe_node *n;
@@ -421,7 +422,7 @@ static void fe_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* The driver is the only writer: the kernel may remember that
 		 * the name is absent (saves a request per probe, as git and
 		 * SQLite make many) and forgets it when it creates the name. */
-		struct fuse_entry_param e = { .ino = 0, .entry_timeout = FE_ENTRY_TIMEOUT };
+		struct fuse_entry_param e = {.ino = 0, .entry_timeout = FE_ENTRY_TIMEOUT};
 
 		fuse_reply_entry(req, &e);
 	} else if (err) {
@@ -512,7 +513,8 @@ static void fe_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  * chown(2), truncate(2), utimensat(2) callers expect. An unlinked file's
  * size still changes through a handle; its times are dropped (nothing can
  * look it up again); its mode and owner cannot change (ENOENT). */
-static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_node *n = fe_node_of(fe, ino);
@@ -549,12 +551,14 @@ static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		}
 	}
 	if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) && path) {
-		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 0, UTIME_OMIT } };
+		struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
 
 		if (to_set & FUSE_SET_ATTR_ATIME)
-			ts[0] = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? (struct timespec){ 0, UTIME_NOW } : attr->st_atim;
+			ts[0] = (to_set & FUSE_SET_ATTR_ATIME_NOW) ? (struct timespec){0, UTIME_NOW}
+								   : attr->st_atim;
 		if (to_set & FUSE_SET_ATTR_MTIME)
-			ts[1] = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (struct timespec){ 0, UTIME_NOW } : attr->st_mtim;
+			ts[1] = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (struct timespec){0, UTIME_NOW}
+								   : attr->st_mtim;
 		err = vault_utimens(fe->v, c, path, ts);
 	}
 	if (!err)
@@ -583,8 +587,8 @@ static void fe_statfs(fuse_req_t req, fuse_ino_t ino)
 /* mkdir, mknod, symlink: one vault call on parent/name, then the entry. */
 enum fe_make { FE_MKDIR, FE_MKNOD, FE_SYMLINK };
 
-static void fe_make(fuse_req_t req, fuse_ino_t parent, const char *name, enum fe_make what, mode_t mode,
-		    dev_t rdev, const char *target)
+static void fe_make(fuse_req_t req, fuse_ino_t parent, const char *name, enum fe_make what,
+		    mode_t mode, dev_t rdev, const char *target)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_node *pn = fe_node_of(fe, parent);
@@ -598,7 +602,7 @@ static void fe_make(fuse_req_t req, fuse_ino_t parent, const char *name, enum fe
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, pn, name, &err);
 	if (path) {
-		err = what == FE_MKDIR	? vault_mkdir(fe->v, c, path, mode)
+		err = what == FE_MKDIR	 ? vault_mkdir(fe->v, c, path, mode)
 		      : what == FE_MKNOD ? vault_mknod(fe->v, c, path, mode, rdev)
 					 : vault_symlink(fe->v, c, target, path);
 		if (!err)
@@ -670,7 +674,8 @@ static void fe_readlink(fuse_req_t req, fuse_ino_t ino)
 	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
 	if (path) {
 		buf = malloc(PATH_MAX + 1);
-		n = buf ? vault_readlink(fe->v, fe_caller_get(req, &fc), path, buf, PATH_MAX) : -ENOMEM;
+		n = buf ? vault_readlink(fe->v, fe_caller_get(req, &fc), path, buf, PATH_MAX)
+			: -ENOMEM;
 		err = n < 0 ? (int)-n : 0;
 	}
 	pthread_rwlock_unlock(&fe->ns);
@@ -726,7 +731,8 @@ static void fe_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* Move dentry d to (parent, name) in the table. Under tbl. */
-static int fe_dentry_move(struct fe *fe, struct fe_dentry *d, struct fe_node *parent, const char *name)
+static int fe_dentry_move(struct fe *fe, struct fe_dentry *d, struct fe_node *parent,
+			  const char *name)
 {
 	char *copy = strdup(name);
 	struct fe_dentry **pp;
@@ -785,11 +791,13 @@ static void fe_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 					struct fe_node *a = src->node, *b = dst->node;
 					struct fe_dentry **pp;
 
-					for (pp = &a->names; *pp && *pp != src; pp = &(*pp)->alias_next)
+					for (pp = &a->names; *pp && *pp != src;
+					     pp = &(*pp)->alias_next)
 						;
 					if (*pp)
 						*pp = src->alias_next;
-					for (pp = &b->names; *pp && *pp != dst; pp = &(*pp)->alias_next)
+					for (pp = &b->names; *pp && *pp != dst;
+					     pp = &(*pp)->alias_next)
 						;
 					if (*pp)
 						*pp = dst->alias_next;
@@ -844,8 +852,8 @@ static bool fe_ts_equal(const struct timespec *a, const struct timespec *b)
 
 /* Wrap a fresh handle for node n; decide keep_cache (invariant 5). Under
  * ns shared. On failure the handle is released. */
-static int fe_file_attach(struct fe *fe, struct fe_node *n, struct vault_handle *h, const struct stat *st,
-			  struct fuse_file_info *fi)
+static int fe_file_attach(struct fe *fe, struct fe_node *n, struct vault_handle *h,
+			  const struct stat *st, struct fuse_file_info *fi)
 {
 	struct fe_file *ff = calloc(1, sizeof(*ff));
 
@@ -857,7 +865,8 @@ static int fe_file_attach(struct fe *fe, struct fe_node *n, struct vault_handle 
 	ff->node = n;
 	pthread_mutex_lock(&fe->tbl);
 	fi->keep_cache = n->cache_valid && n->cache_size == st->st_size &&
-			 fe_ts_equal(&n->cache_mtime, &st->st_mtim) && fe_ts_equal(&n->cache_ctime, &st->st_ctim);
+			 fe_ts_equal(&n->cache_mtime, &st->st_mtim) &&
+			 fe_ts_equal(&n->cache_ctime, &st->st_ctim);
 	n->nopen++;
 	ff->next = n->files;
 	if (n->files)
@@ -881,7 +890,8 @@ static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, n, NULL, &err);
 	if (path) {
-		err = -vault_open_file(fe->v, fe_caller_open(req, &fc, fi->flags), path, fe_open_flags(fe, fi->flags), &h);
+		err = -vault_open_file(fe->v, fe_caller_open(req, &fc, fi->flags), path,
+				       fe_open_flags(fe, fi->flags), &h);
 		if (!err)
 			err = -vault_fgetattr(fe->v, h, &st);
 		/* The name was ours under ns; a different file means the store
@@ -933,7 +943,8 @@ static void fe_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, pn, name, &err);
 	if (path) {
-		err = -vault_create(fe->v, fe_caller_open(req, &fc, fi->flags), path, mode, fe_open_flags(fe, fi->flags), &h);
+		err = -vault_create(fe->v, fe_caller_open(req, &fc, fi->flags), path, mode,
+				    fe_open_flags(fe, fi->flags), &h);
 		if (!err) {
 			err = -vault_fgetattr(fe->v, h, &st);
 			if (err)
@@ -967,7 +978,8 @@ static void fe_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fuse_reply_create(req, &e, fi);
 }
 
-static void fe_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void fe_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
 {
 	char *buf = malloc(size ? size : 1);
 	ssize_t n;
@@ -1045,13 +1057,15 @@ static void fe_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fe_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	int err = off < 0 || len <= 0 ? -EINVAL
-				       : vault_fallocate(fe_file_of(fi)->h, mode, (uint64_t)off, (uint64_t)len);
+	int err = off < 0 || len <= 0
+		      ? -EINVAL
+		      : vault_fallocate(fe_file_of(fi)->h, mode, (uint64_t)off, (uint64_t)len);
 
 	fuse_reply_err(req, err ? fe_errno(err) : 0);
 }
 
-static void fe_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+static void fe_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
 {
 	off_t r = vault_lseek(fe_file_of(fi)->h, off, whence);
 
@@ -1091,8 +1105,8 @@ static void fe_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* Entries are ".", "..", then the listing; an entry's offset is its index
  * + 1. The listing is fetched at offset 0 (a rewinddir refetches). */
-static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
-			      bool plus)
+static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			      struct fuse_file_info *fi, bool plus)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_node *dn = fe_node_of(fe, ino);
@@ -1123,7 +1137,7 @@ static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 	}
 	for (size_t i = (size_t)off; i < d->l.n + 2; i++) {
 		const char *name = i == 0 ? "." : i == 1 ? ".." : d->l.ents[i - 2].name;
-		struct stat st = { 0 };
+		struct stat st = {0};
 		size_t need;
 
 		if (i >= 2)
@@ -1133,14 +1147,16 @@ static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 		if (!plus) {
 			if (st.st_ino == 0)
 				st.st_ino = FE_UNKNOWN_INO;
-			need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+			need = fuse_add_direntry(req, buf + used, size - used, name, &st,
+						 (off_t)(i + 1));
 		} else if (i < 2 || st.st_ino == 0) {
 			/* No node: the kernel lists it and looks it up later. */
-			struct fuse_entry_param e = { 0 };
+			struct fuse_entry_param e = {0};
 
 			e.attr.st_mode = i < 2 ? S_IFDIR : st.st_mode;
 			e.attr.st_ino = FE_UNKNOWN_INO;
-			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						      (off_t)(i + 1));
 		} else {
 			struct fuse_entry_param e;
 			struct fe_node *n;
@@ -1155,7 +1171,8 @@ static void fe_readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t
 				break;
 			}
 			fe_entry_fill(fe, n, &st, &e);
-			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+			need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						      (off_t)(i + 1));
 			if (need > size - used) {
 				pthread_mutex_lock(&fe->tbl);
 				n->nlookup--;
@@ -1178,12 +1195,14 @@ out:
 	free(path);
 }
 
-static void fe_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void fe_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
 	fe_readdir_common(req, ino, size, off, fi, false);
 }
 
-static void fe_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void fe_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
 {
 	fe_readdir_common(req, ino, size, off, fi, true);
 }
@@ -1200,8 +1219,8 @@ static void fe_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 
 /* ---- extended attributes ---- */
 
-static void fe_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
-			int flags)
+static void fe_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_caller fc;
@@ -1211,7 +1230,8 @@ static void fe_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
 	if (path)
-		err = -vault_setxattr(fe->v, fe_caller_get(req, &fc), path, name, value, size, flags);
+		err =
+		    -vault_setxattr(fe->v, fe_caller_get(req, &fc), path, name, value, size, flags);
 	pthread_rwlock_unlock(&fe->ns);
 	free(path);
 	fuse_reply_err(req, err ? fe_errno(-err) : 0);
@@ -1238,7 +1258,8 @@ static void fe_xattr_read(fuse_req_t req, fuse_ino_t ino, const char *name, size
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
 	if (path) {
-		n = name ? vault_getxattr(fe->v, c, path, name, buf, size) : vault_listxattr(fe->v, c, path, buf, size);
+		n = name ? vault_getxattr(fe->v, c, path, name, buf, size)
+			 : vault_listxattr(fe->v, c, path, buf, size);
 		if (n < 0)
 			err = (int)-n;
 	}
@@ -1317,39 +1338,39 @@ static void fe_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 static const struct fuse_lowlevel_ops fe_ops = {
-	.init = fe_init,
-	.lookup = fe_lookup,
-	.forget = fe_forget,
-	.forget_multi = fe_forget_multi,
-	.getattr = fe_getattr,
-	.setattr = fe_setattr,
-	.readlink = fe_readlink,
-	.mknod = fe_mknod,
-	.mkdir = fe_mkdir,
-	.unlink = fe_unlink,
-	.rmdir = fe_rmdir,
-	.symlink = fe_symlink,
-	.rename = fe_rename,
-	.link = fe_link,
-	.open = fe_open,
-	.read = fe_read,
-	.write = fe_write,
-	.flush = fe_flush,
-	.release = fe_release,
-	.fsync = fe_fsync,
-	.opendir = fe_opendir,
-	.readdir = fe_readdir,
-	.readdirplus = fe_readdirplus,
-	.releasedir = fe_releasedir,
-	.fsyncdir = fe_fsyncdir,
-	.statfs = fe_statfs,
-	.setxattr = fe_setxattr,
-	.getxattr = fe_getxattr,
-	.listxattr = fe_listxattr,
-	.removexattr = fe_removexattr,
-	.create = fe_create,
-	.fallocate = fe_fallocate,
-	.lseek = fe_lseek,
+    .init = fe_init,
+    .lookup = fe_lookup,
+    .forget = fe_forget,
+    .forget_multi = fe_forget_multi,
+    .getattr = fe_getattr,
+    .setattr = fe_setattr,
+    .readlink = fe_readlink,
+    .mknod = fe_mknod,
+    .mkdir = fe_mkdir,
+    .unlink = fe_unlink,
+    .rmdir = fe_rmdir,
+    .symlink = fe_symlink,
+    .rename = fe_rename,
+    .link = fe_link,
+    .open = fe_open,
+    .read = fe_read,
+    .write = fe_write,
+    .flush = fe_flush,
+    .release = fe_release,
+    .fsync = fe_fsync,
+    .opendir = fe_opendir,
+    .readdir = fe_readdir,
+    .readdirplus = fe_readdirplus,
+    .releasedir = fe_releasedir,
+    .fsyncdir = fe_fsyncdir,
+    .statfs = fe_statfs,
+    .setxattr = fe_setxattr,
+    .getxattr = fe_getxattr,
+    .listxattr = fe_listxattr,
+    .removexattr = fe_removexattr,
+    .create = fe_create,
+    .fallocate = fe_fallocate,
+    .lseek = fe_lseek,
 };
 
 /* "-o" options for the session: ours first, the caller's extra ones last. */
@@ -1359,7 +1380,8 @@ static int fe_args_build(const struct fe_options *o, struct fuse_args *args)
 	char *fsname = NULL;
 	int err = -ENOMEM;
 
-	if (fuse_opt_add_arg(args, "strongroom") || fuse_opt_add_opt(&opts, "default_permissions") ||
+	if (fuse_opt_add_arg(args, "strongroom") ||
+	    fuse_opt_add_opt(&opts, "default_permissions") ||
 	    fuse_opt_add_opt(&opts, "subtype=" FE_SUBTYPE))
 		goto out;
 	if (asprintf(&fsname, "fsname=%s", o->fsname) < 0) {
@@ -1493,7 +1515,8 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	rc = fuse_session_loop_mt(se, loop);
 	/* rc > 0 is the signal that stopped the loop: a clean stop. */
 	if (rc < 0) {
-		fprintf(stderr, "strongroom: %s: request loop failed: %s\n", o->mountpoint, strerror(-rc));
+		fprintf(stderr, "strongroom: %s: request loop failed: %s\n", o->mountpoint,
+			strerror(-rc));
 		err = rc;
 	} else {
 		err = 0;
@@ -1506,12 +1529,13 @@ out:
 	if (mounted) {
 		rc = fe_files_release(fe);
 		if (rc)
-			fprintf(stderr, "strongroom: %s: sealing open files at unmount failed: %s\n", o->fsname,
-				strerror(-rc));
+			fprintf(stderr,
+				"strongroom: %s: sealing open files at unmount failed: %s\n",
+				o->fsname, strerror(-rc));
 		rc = vault_sync(v);
 		if (rc) {
-			fprintf(stderr, "strongroom: %s: sealing at unmount failed: %s\n", o->fsname,
-				strerror(-rc));
+			fprintf(stderr, "strongroom: %s: sealing at unmount failed: %s\n",
+				o->fsname, strerror(-rc));
 			if (!err)
 				err = rc;
 		}

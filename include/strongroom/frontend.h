@@ -21,8 +21,8 @@
 
 #include "strongroom/vault.h"
 
-#define FE_FSTYPE "fuse.strongroom"
-#define FE_SUBTYPE "strongroom"
+#define FE_FSTYPE      "fuse.strongroom"
+#define FE_SUBTYPE     "strongroom"
 #define FE_RUNTIME_DIR "/run/strongroom"
 /* The largest write the frontend asks the kernel for (the kernel may cap
  * it at its max_pages limit). */

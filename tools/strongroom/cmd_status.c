@@ -64,13 +64,14 @@ static int st_print(const struct fe_mount *m, void *arg)
 		printf("}");
 	} else {
 		if (ctx->count == 0)
-			printf("%-30s %-30s %8s  %-4s %s\n", "MOUNTPOINT", "STORE", "PID", "MODE", "STATE");
+			printf("%-30s %-30s %8s  %-4s %s\n", "MOUNTPOINT", "STORE", "PID", "MODE",
+			       "STATE");
 		if (have)
-			printf("%-30s %-30s %8ld  %-4s %s\n", m->mountpoint, m->source, (long)rt.pid,
-			       ro ? "ro" : "rw", "running");
+			printf("%-30s %-30s %8ld  %-4s %s\n", m->mountpoint, m->source,
+			       (long)rt.pid, ro ? "ro" : "rw", "running");
 		else
-			printf("%-30s %-30s %8s  %-4s %s\n", m->mountpoint, m->source, "-", ro ? "ro" : "rw",
-			       "dead");
+			printf("%-30s %-30s %8s  %-4s %s\n", m->mountpoint, m->source, "-",
+			       ro ? "ro" : "rw", "dead");
 	}
 	ctx->count++;
 	return 0;
@@ -78,7 +79,7 @@ static int st_print(const struct fe_mount *m, void *arg)
 
 int cmd_status(int argc, char **argv)
 {
-	struct st_ctx ctx = { 0 };
+	struct st_ctx ctx = {0};
 	char canon[PATH_MAX];
 	const char *arg = NULL;
 	int err;
