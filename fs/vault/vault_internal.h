@@ -307,6 +307,14 @@ int vault_policy_sname_find(const struct vault *v, const struct vault_dir *d, co
  * it (d's first). *level, if not NULL, gets that level. */
 ssize_t vault_policy_name_decrypt(const struct vault *v, const struct vault_dir *d, const char *enc,
 				  size_t len, char out[FMT_NAME_MAX + 1], unsigned *level);
+/* Before a rename (or link) of from to to (v->ns exclusive): with
+ * replacing, a file replacing a file of a higher level is re-encrypted at
+ * that level first; else to->sn becomes the name of from's name level in
+ * to's folder. */
+int vault_policy_rename_prepare(struct vault *v, struct vault_loc *from, struct vault_loc *to,
+				bool replacing);
+/* After a rename: give the entry at to the name of its name level. */
+int vault_policy_rename_done(struct vault *v, struct vault_loc *to);
 /* user.strongroom.level (set: reclassify) and the compiled policy. */
 bool vault_policy_xattr_ours(const char *name);
 int vault_policy_setxattr(struct vault *v, const struct vault_caller *c, const char *path,

@@ -695,6 +695,9 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 			goto out;
 		have_hidden = true;
 	}
+	r = vault_policy_rename_prepare(v, fl, tl, tr == 0);
+	if (r < 0)
+		goto out;
 	if (tr < 0) {
 		r = vault_sidecar_write(tl->dir->fd, &tl->sn);
 		if (r < 0)
@@ -712,6 +715,7 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 	vault_sidecar_remove(fl->dir->fd, &fl->sn);
 	vault_dcache_drop(v, fl->path);
 	vault_dcache_drop(v, tl->path);
+	(void)vault_policy_rename_done(v, tl);
 out:
 	if (have_hidden)
 		(void)store_renameat(tl->dir->fd, hidden, tl->dir->fd, tl->sn.name,
@@ -775,6 +779,9 @@ int vault_link(struct vault *v, const struct vault_caller *c, const char *from, 
 		goto out;
 	}
 	if (r != -ENOENT)
+		goto out;
+	r = vault_policy_rename_prepare(v, fl, tl, false);
+	if (r < 0)
 		goto out;
 	r = vault_sidecar_write(tl->dir->fd, &tl->sn);
 	if (r < 0)

@@ -32,6 +32,11 @@
  *     whose name level changes, then the folder's own name. Every step is
  *     one atomic rename and setting the same level again redoes whatever a
  *     crash left undone (lookups find names under any held level meanwhile).
+ *  6. A rename gives the entry the name of its name level in the target
+ *     folder before it moves (a crash cannot leave a restricted name under
+ *     a lower key), and a file renamed over a file of a higher level is
+ *     first re-encrypted at that level, so saving a document through a
+ *     temporary file and a rename does not lower its classification.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -552,6 +557,102 @@ out:
 	free(to);
 	name_list_free(&l);
 	return r;
+}
+
+/* ---- renames (invariants 3 and 6) ---- */
+
+/* Re-encrypt the closed file sname of dirfd at level under the same name:
+ * a synced copy renamed over it. -EBUSY if it is open, -EMLINK if linked. */
+static int file_reencrypt(struct vault *v, int dirfd, const char *sname, const struct stat *st,
+			  unsigned level)
+{
+	struct vault_ofile *of = NULL;
+	struct vf_file *f = NULL;
+	char tmp[sizeof(FMT_TMP_PREFIX) + 32];
+	unsigned char rnd[12];
+	struct timespec ts[2];
+	struct stat nst;
+	int r, e;
+
+	if (st->st_nlink > 1)
+		return -EMLINK;
+	r = vault_ofile_get(v, dirfd, sname, false, &nst, &of);
+	if (r < 0)
+		return r;
+	if (of) {
+		(void)vault_ofile_put(v, of, -1, NULL);
+		return -EBUSY;
+	}
+	r = vf_open(v->kr, dirfd, sname, true, &f);
+	if (r < 0)
+		return r;
+	randombytes_buf(rnd, sizeof(rnd));
+	memcpy(tmp, FMT_TMP_PREFIX, sizeof(FMT_TMP_PREFIX) - 1);
+	sodium_bin2hex(tmp + sizeof(FMT_TMP_PREFIX) - 1, sizeof(tmp) - sizeof(FMT_TMP_PREFIX) + 1, rnd,
+		       sizeof(rnd));
+	r = vf_copy_to_level(f, dirfd, tmp, level);
+	e = vf_close(f);
+	if (r == 0 && e < 0) {
+		(void)store_unlinkat(dirfd, tmp, 0);
+		r = e;
+	}
+	if (r < 0)
+		return r;
+	ts[0] = st->st_atim;
+	ts[1] = st->st_mtim;
+	(void)store_utimensat(dirfd, tmp, ts);
+	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
+	if (r < 0)
+		(void)store_unlinkat(dirfd, tmp, 0);
+	return r;
+}
+
+int vault_policy_rename_prepare(struct vault *v, struct vault_loc *from, struct vault_loc *to,
+				bool replacing)
+{
+	unsigned slevel, tlevel;
+	struct stat st, tst;
+	int r;
+
+	r = store_fstatat(from->dir->fd, from->sn.name, &st);
+	if (r < 0)
+		return r;
+	r = entry_level(v, from->dir, from->sn.name, &slevel);
+	if (r < 0)
+		return r;
+	if (replacing) {
+		/* A save through a temporary file keeps the document's level:
+		 * the new copy is raised to the level of the file it replaces
+		 * (not when it is still open: then it keeps its own). */
+		if (!S_ISREG(st.st_mode) || store_fstatat(to->dir->fd, to->sn.name, &tst) < 0 ||
+		    !S_ISREG(tst.st_mode) || entry_level(v, to->dir, to->sn.name, &tlevel) < 0 ||
+		    tlevel <= slevel || !kr_level_held(v->kr, tlevel))
+			return 0;
+		r = file_reencrypt(v, from->dir->fd, from->sn.name, &st, tlevel);
+		return r == -EBUSY || r == -EMLINK ? 0 : r;
+	}
+	if (slevel <= to->dir->level)
+		return 0;
+	return vault_policy_sname_make(v, to->dir, to->last, strlen(to->last), slevel, &to->sn);
+}
+
+int vault_policy_rename_done(struct vault *v, struct vault_loc *to)
+{
+	struct vault_sname *want;
+	unsigned level;
+	int r;
+
+	r = entry_level(v, to->dir, to->sn.name, &level);
+	if (r < 0)
+		return 0; /* the rename happened; a name left as it was is still found */
+	want = malloc(sizeof(*want));
+	if (!want)
+		return 0;
+	if (vault_policy_sname_make(v, to->dir, to->last, strlen(to->last), level, want) == 0 &&
+	    entry_rename(to->dir->fd, &to->sn, want) == 0)
+		to->sn = *want;
+	free(want);
+	return 0;
 }
 
 /* A folder to level (v->ns exclusive). Invariant 5. */

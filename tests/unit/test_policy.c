@@ -832,6 +832,64 @@ TEST(clearance_applies_to_everything_below_a_folder_above_it)
 	fx_free(&f);
 }
 
+TEST(a_restricted_file_moved_to_another_folder_keeps_its_name_hidden)
+{
+	struct kr_keyring *kr2 = NULL;
+	struct vault *v2 = NULL;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(vault_rename(f.v, &root, "/Sales/board.pdf", "/Finance/board-copy.pdf", 0), 0);
+	CHECK_EQ(vault_link(f.v, &root, "/Finance/board-copy.pdf", "/Sales/board-link.pdf"), 0);
+	CHECK_EQ(get(f.v, &root, "/Finance/board-copy.pdf", buf, sizeof(buf)), 13);
+	CHECK_EQ(fx_low(&f, 2, &kr2, &v2), 0);
+	CHECK(lists(v2, "/Finance", "q3.xlsx"));
+	CHECK(!lists(v2, "/Finance", "board-copy.pdf"));
+	CHECK(!lists(v2, "/Sales", "board-link.pdf"));
+	CHECK(lists(f.v, "/Finance", "board-copy.pdf"));
+	CHECK(lists(f.v, "/Sales", "board-link.pdf"));
+	vault_close(v2);
+	kr_keyring_free(kr2);
+	fx_free(&f);
+}
+
+TEST(saving_over_a_restricted_file_through_a_temporary_file_keeps_it_restricted)
+{
+	struct kr_keyring *kr2 = NULL;
+	struct vault *v2 = NULL;
+	struct fx f;
+	char buf[64];
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(tree_make(f.v), 0);
+	CHECK_EQ(put(f.v, &root, "/Sales/.~board.tmp", "new minutes"), 0);
+	CHECK_EQ(vault_getxattr(f.v, &root, "/Sales/.~board.tmp", "user.strongroom.level", buf,
+				sizeof(buf)),
+		 8);
+	CHECK_EQ(vault_rename(f.v, &root, "/Sales/.~board.tmp", "/Sales/board.pdf", 0), 0);
+	CHECK_EQ(vault_getxattr(f.v, &root, "/Sales/board.pdf", "user.strongroom.level", buf,
+				sizeof(buf)),
+		 10);
+	CHECK(memcmp(buf, "restricted", 10) == 0);
+	CHECK_EQ(get(f.v, &root, "/Sales/board.pdf", buf, sizeof(buf)), 11);
+	CHECK(strcmp(buf, "new minutes") == 0);
+	/* The other way round: a restricted file over an internal one takes
+	 * a restricted name. */
+	CHECK_EQ(put(f.v, &root, "/Sales/memo.txt", "secret memo"), 0);
+	CHECK_EQ(level_set(f.v, &root, "/Sales/memo.txt", "restricted"), 0);
+	CHECK_EQ(vault_rename(f.v, &root, "/Sales/memo.txt", "/Sales/leads.csv", 0), 0);
+	CHECK_EQ(fx_low(&f, 2, &kr2, &v2), 0);
+	CHECK(!lists(v2, "/Sales", "board.pdf"));
+	CHECK(!lists(v2, "/Sales", "leads.csv"));
+	CHECK(lists(f.v, "/Sales", "leads.csv"));
+	CHECK_EQ(get(f.v, &root, "/Sales/leads.csv", buf, sizeof(buf)), 11);
+	vault_close(v2);
+	kr_keyring_free(kr2);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(parse_reads_roles_folders_levels_and_the_admin_group);
@@ -867,5 +925,7 @@ int main(void)
 	RUN(a_file_above_its_folder_is_nameless_and_closed_without_its_key);
 	RUN(reclassifying_a_folder_reencrypts_its_names_and_its_own);
 	RUN(clearance_applies_to_everything_below_a_folder_above_it);
+	RUN(a_restricted_file_moved_to_another_folder_keeps_its_name_hidden);
+	RUN(saving_over_a_restricted_file_through_a_temporary_file_keeps_it_restricted);
 	return tap_done();
 }
