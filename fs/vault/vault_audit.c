@@ -84,6 +84,9 @@ struct vault_audit_handle {
  * and cleared by the next record of the same thread's operation, so the
  * operation's own -EACCES is not recorded twice. */
 static __thread bool audit_denial_recorded;
+/* Set by vault_audit_file_opened when the file engine replayed a crashed
+ * file; the operation that opened it records the recovery with its path. */
+static __thread bool audit_file_recovered;
 
 /* ---- names (invariant 4) ---- */
 
@@ -251,6 +254,29 @@ static int audit_failure(struct vault *v, const struct vault_caller *c, const ch
 	return audit_emit_caller(v, c, &ev);
 }
 
+void vault_audit_file_opened(struct vault *v, struct vf_file *f)
+{
+	if (v->audit && vf_recovered(f))
+		audit_file_recovered = true;
+}
+
+/* The recovery of a crashed file this thread's operation on path opened. */
+static int audit_recovery_take(struct vault *v, const struct vault_caller *c, const char *path)
+{
+	char level[VAULT_AUDIT_LEVEL_BYTES];
+	struct audit_event ev = { 0 };
+
+	if (!audit_file_recovered)
+		return 0;
+	audit_file_recovered = false;
+	audit_folder_level(v, path, level);
+	ev.type = AUDIT_EV_RECOVERY;
+	ev.path = path;
+	ev.level = level;
+	ev.detail = "the file was not sealed (driver crash): writes after its last seal were replayed";
+	return audit_emit_caller(v, c, &ev);
+}
+
 /* Records of a path operation's result r (invariant 2); @return r or -EIO. */
 static int audit_path_event(struct vault *v, const struct vault_caller *c, struct audit_event *ev,
 			    const char *what, int r)
@@ -258,8 +284,13 @@ static int audit_path_event(struct vault *v, const struct vault_caller *c, struc
 	char level[VAULT_AUDIT_LEVEL_BYTES];
 	int e;
 
-	if (r < 0 && !audit_is_denial(r) && !audit_is_integrity(r))
+	e = audit_recovery_take(v, c, ev->path);
+	if (e < 0)
+		return e;
+	if (r < 0 && !audit_is_denial(r) && !audit_is_integrity(r)) {
+		audit_denial_recorded = false;
 		return r;
+	}
 	if (r < 0 || ev->type != 0)
 		audit_folder_level(v, ev->path, level);
 	if (r < 0) {
@@ -279,10 +310,8 @@ int vault_audit_path(struct vault *v, const struct vault_caller *c, int type, co
 {
 	struct audit_event ev = { 0 };
 
-	if (!v->audit || (r < 0 && !audit_is_denial(r) && !audit_is_integrity(r))) {
-		audit_denial_recorded = false;
+	if (!v->audit)
 		return r;
-	}
 	ev.type = (enum audit_event_type)type;
 	ev.path = path;
 	ev.path2 = path2;
@@ -372,6 +401,9 @@ int vault_audit_xattr(struct vault *v, const struct vault_caller *c, const char 
 		snprintf(detail, sizeof(detail), "%s", old);
 		if (r < 0)
 			return audit_path_event(v, c, &ev, "level", r);
+		e = audit_recovery_take(v, c, path);
+		if (e < 0)
+			return e;
 		ev.type = AUDIT_EV_LEVEL;
 		ev.level = level;
 		e = audit_emit_caller(v, c, &ev);
@@ -436,18 +468,6 @@ static int audit_emit_handle(struct vault_handle *h, struct audit_event *ev)
 	return audit_emit(h->v, ev);
 }
 
-/* True if this open made the file's vf_file (its only holder now), so a
- * crash recovery it reports happened for this open. */
-static bool audit_first_holder(struct vault *v, struct vault_ofile *of)
-{
-	bool first;
-
-	pthread_mutex_lock(&v->files_lock);
-	first = of->refs == 1;
-	pthread_mutex_unlock(&v->files_lock);
-	return first;
-}
-
 int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char *path, int flags,
 		       bool may_create, int r, struct vault_handle **hp)
 {
@@ -461,6 +481,13 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 		return r;
 	if (c && c->open_flags)
 		flags = c->open_flags; /* what the application asked for */
+	e = audit_recovery_take(v, c, path);
+	if (e < 0 && r == 0) {
+		h->audit = NULL;
+		goto fail;
+	}
+	if (e < 0)
+		return e;
 	if (r < 0) {
 		/* Every open is recorded, also a refused or failed one. */
 		audit_folder_level(v, path, level);
@@ -472,6 +499,7 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 		e = audit_emit_caller(v, c, &ev);
 		if (e == 0 && (audit_is_denial(r) || audit_is_integrity(r)))
 			e = audit_failure(v, c, path, NULL, level, "open", r);
+		audit_denial_recorded = false;
 		return e < 0 ? e : r;
 	}
 	audit_denial_recorded = false;
@@ -491,15 +519,6 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 	ev.type = may_create && (h->flags & O_CREAT) ? AUDIT_EV_CREATE : AUDIT_EV_OPEN;
 	ev.mode = (uint32_t)flags;
 	e = audit_emit_handle(h, &ev);
-	if (e == 0 && ev.type == AUDIT_EV_OPEN && vf_recovered(h->of->f) &&
-	    audit_first_holder(v, h->of)) {
-		struct audit_event rec = { 0 };
-
-		rec.type = AUDIT_EV_RECOVERY;
-		rec.detail = "the file was not sealed (driver crash): writes after its last seal were "
-			     "replayed";
-		e = audit_emit_handle(h, &rec);
-	}
 	if (e == 0)
 		return 0;
 fail:

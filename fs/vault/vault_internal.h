@@ -239,6 +239,9 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 ssize_t vault_audit_read(struct vault_handle *h, uint64_t off, ssize_t n);
 ssize_t vault_audit_write(struct vault_handle *h, uint64_t off, ssize_t n);
 int vault_audit_ftruncate(struct vault_handle *h, uint64_t size, int r);
+/* The open-file table opened f: if the engine recovered it from a crash,
+ * the operation's record (on this thread) is preceded by a `recovery`. */
+void vault_audit_file_opened(struct vault *v, struct vf_file *f);
 /* A denial the policy decided (outcome EACCES, with the refused level and
  * why); the operation's own record then does not repeat it. */
 void vault_audit_denied(struct vault *v, const struct vault_caller *c, const char *path,

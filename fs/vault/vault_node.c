@@ -136,6 +136,7 @@ retry:
 	}
 	of->f = f;
 	of->state = VAULT_OF_OPEN;
+	vault_audit_file_opened(v, f);
 	pthread_cond_broadcast(&v->files_cond);
 	pthread_mutex_unlock(&v->files_lock);
 	*out = of;

@@ -165,7 +165,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r < 0 ? vault_audit_path(v, c, 0, path, NULL, "getxattr", (int)r) : r;
+	return vault_audit_path(v, c, 0, path, NULL, "getxattr", (int)r);
 }
 
 ssize_t vault_listxattr(struct vault *v, const struct vault_caller *c, const char *path, char *out,
@@ -192,7 +192,7 @@ out:
 	vault_loc_put(v, &loc);
 unlock:
 	pthread_rwlock_unlock(&v->ns);
-	return r < 0 ? vault_audit_path(v, c, 0, path, NULL, "listxattr", (int)r) : r;
+	return vault_audit_path(v, c, 0, path, NULL, "listxattr", (int)r);
 }
 
 /* Reclassify: only an empty directory for now (nothing inside to
