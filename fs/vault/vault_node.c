@@ -500,9 +500,10 @@ int vault_utimens(struct vault *v, const struct vault_caller *c, const char *pat
 	if (r < 0)
 		goto out;
 	if (of) {
-		/* Seal what is pending first, so that closing the file later
+		/* Seal what is pending first (no sync: times are not durable
+		 * until an fsync either), so that closing the file later
 		 * does not move the times set here. */
-		r = vf_fsync(of->f, true);
+		r = vf_seal(of->f);
 		if (r == 0)
 			r = store_futimens(vf_fd(of->f), ts);
 		(void)vault_ofile_put(v, of, -1, NULL);
@@ -528,7 +529,7 @@ int vault_truncate(struct vault *v, const struct vault_caller *c, const char *pa
 	if (vault_ro(v))
 		return -EROFS;
 	pthread_rwlock_rdlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {
@@ -564,7 +565,7 @@ int vault_unlink(struct vault *v, const struct vault_caller *c, const char *path
 	if (vault_ro(v))
 		return -EROFS;
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {
@@ -622,11 +623,11 @@ int vault_rename(struct vault *v, const struct vault_caller *c, const char *from
 		return -ENOMEM;
 	}
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, from, fl);
+	r = vault_loc_get_as(v, c, from, fl);
 	if (r < 0)
 		goto out;
 	have_fl = true;
-	r = vault_loc_get(v, to, tl);
+	r = vault_loc_get_as(v, c, to, tl);
 	if (r < 0)
 		goto out;
 	have_tl = true;
@@ -751,11 +752,11 @@ int vault_link(struct vault *v, const struct vault_caller *c, const char *from, 
 		return -ENOMEM;
 	}
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, from, fl);
+	r = vault_loc_get_as(v, c, from, fl);
 	if (r < 0)
 		goto out;
 	have_fl = true;
-	r = vault_loc_get(v, to, tl);
+	r = vault_loc_get_as(v, c, to, tl);
 	if (r < 0)
 		goto out;
 	have_tl = true;
