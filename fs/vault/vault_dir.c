@@ -624,7 +624,7 @@ int vault_rmdir(struct vault *v, const struct vault_caller *c, const char *path)
 	if (vault_ro(v))
 		return -EROFS;
 	pthread_rwlock_wrlock(&v->ns);
-	r = vault_loc_get(v, path, &loc);
+	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
 		goto unlock;
 	if (!loc.dir) {

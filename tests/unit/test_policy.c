@@ -661,6 +661,10 @@ TEST(caller_cannot_open_look_up_or_list_above_their_clearance)
 	CHECK_EQ(vault_readdir(f.v, &sales, "/Finance", false, &l), -EACCES);
 	CHECK_EQ(put(f.v, &sales, "/Finance/x.txt", "no"), -EACCES);
 	CHECK_EQ(vault_mkdir(f.v, &sales, "/Finance/sub", 0777), -EACCES);
+	CHECK_EQ(vault_unlink(f.v, &sales, "/Finance/q3.xlsx"), -EACCES);
+	CHECK_EQ(vault_rename(f.v, &sales, "/Finance/q3.xlsx", "/Sales/q3.xlsx", 0), -EACCES);
+	CHECK_EQ(vault_link(f.v, &sales, "/Finance/q3.xlsx", "/Sales/q3.xlsx"), -EACCES);
+	CHECK_EQ(vault_rmdir(f.v, &sales, "/Finance/none"), -EACCES);
 	/* A restricted file in a folder sales may list: listed, not opened. */
 	CHECK_EQ(vault_readdir(f.v, &sales, "/Sales", false, &l), 0);
 	vault_dirlist_free(&l);
