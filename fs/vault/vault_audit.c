@@ -28,9 +28,14 @@
  *     each event (a pid's name changes at exec) and kept per handle.
  *  5. No vault lock is held here except v->ns shared, taken to find the
  *     level of a path's folder; callers hold none.
+ *  6. One writer per trail: the trail's directory is flock()ed exclusively
+ *     for as long as it is open, so a read-only mount beside a writer (or
+ *     on another host) cannot interleave segments; it gets -EBUSY.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -59,6 +64,7 @@ struct vault_audit_user {
 
 struct vault_audit {
 	struct audit_log *log;
+	int lock_fd; /* STORE/audit, flock()ed exclusively: one writer (invariant 6) */
 	bool fail_open;
 	int failing; /* atomic: 1 from a failed write until one succeeds */
 	char dir[PATH_MAX];
@@ -717,10 +723,25 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	a->lock_fd = -1;
 	pthread_mutex_init(&a->users_lock, NULL);
 	a->fail_open = o->fail_open;
 	if (snprintf(a->dir, sizeof(a->dir), "%s/audit", o->store) >= (int)sizeof(a->dir)) {
 		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	/* Invariant 6. */
+	if (mkdir(a->dir, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		goto fail;
+	}
+	a->lock_fd = open(a->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (a->lock_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		goto fail;
 	}
 	ao.forward_syslog = o->syslog;
@@ -749,6 +770,8 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 	}
 	return 0;
 fail:
+	if (a->lock_fd >= 0)
+		close(a->lock_fd);
 	pthread_mutex_destroy(&a->users_lock);
 	free(a);
 	return r;
@@ -772,6 +795,7 @@ int vault_audit_shutdown(struct vault *v, int r)
 		if (r == 0)
 			r = e;
 	}
+	close(a->lock_fd);
 	pthread_mutex_destroy(&a->users_lock);
 	free(a);
 	return r;
