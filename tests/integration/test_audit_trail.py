@@ -355,3 +355,72 @@ def test_a_full_store_makes_opens_fail_with_eio_rather_than_go_unrecorded(fresh_
     # and the one after space came back; the refused one is not.
     assert len(opens) == ok + 1
     assert only(recs, event="recovery", path="")  # the full mount could not seal
+
+
+def test_no_audit_records_nothing_and_says_so(fresh_vault):
+    v = fresh_vault
+    v.mount()
+    (v.mnt / "f").write_text("x")
+    v.unmount()
+    before = audit(v)
+    v.expect_log(r"--no-audit: nothing is recorded")
+    v.mount("--no-audit")
+    assert (v.mnt / "f").read_text() == "x"
+    (v.mnt / "g").write_text("y")
+    v.unmount()
+    assert audit(v) == before
+    assert "--no-audit" in v.log.read_text()
+
+
+def test_an_unusable_trail_refuses_the_mount_unless_fail_open(fresh_vault):
+    v = fresh_vault
+    audit_dir = v.store / "audit"
+    for p in audit_dir.iterdir():
+        p.unlink()
+    audit_dir.rmdir()
+    audit_dir.write_text("not a directory")
+    p = sr("mount", v.store, v.mnt, "--passphrase-file", v.passfile, "--log-file", v.log,
+           check=False)
+    assert p.returncode != 0
+    assert not mounted(v.mnt)
+    assert f"{v.store}/audit" in p.stderr and p.stderr.count("\n") == 1
+    v.expect_log(r"--audit-fail-open")
+    v.mount("--audit-fail-open")
+    (v.mnt / "f").write_text("unaudited")
+    assert (v.mnt / "f").read_text() == "unaudited"
+    v.unmount()
+    assert "mounting unaudited" in v.log.read_text()
+
+
+def test_fail_open_mount_is_logged_and_still_records(vault):
+    store, mnt = vault
+    vault.unmount()
+    vault.expect_log(r"--audit-fail-open: an operation whose audit record cannot be written")
+    vault.mount("--audit-fail-open", "--audit-syslog")
+    (mnt / "f").write_text("x")
+    vault.unmount()
+    assert "audit fail-open" in only(audit(vault), event="mount")[-1]["detail"]
+    assert only(audit(vault), event="create", path="/f")
+    assert "--audit-fail-open" in vault.log.read_text()
+
+
+def test_a_read_only_mount_writes_no_trail_and_leaves_it_to_the_writer(fresh_vault):
+    v = fresh_vault
+    v.mount()
+    (v.mnt / "f").write_text("x")
+    v.unmount()
+    before = audit(v)
+    v.mount("--read-only")
+    assert (v.mnt / "f").read_text() == "x"
+    other = v.root / "mnt2"
+    other.mkdir()
+    v.extra_mnts.append(other)
+    v.mount(mnt=other)  # the writer beside it still gets the trail
+    assert (other / "f").read_text() == "x"
+    v.unmount(other)
+    v.unmount()
+    after = audit(v)
+    assert after[:len(before)] == before
+    new = after[len(before):]
+    assert [r["event"] for r in new if r["event"] in ("mount", "unmount")] == ["mount", "unmount"]
+    assert "intact" in verify(v).stdout
