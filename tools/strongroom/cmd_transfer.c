@@ -122,7 +122,8 @@ static int xfer_in_vault(const char *path)
 	while (lstat(p, &st) != 0) {
 		char *slash = strrchr(p, '/');
 		if (!slash) {
-			strcpy(p, ".");
+			p[0] = '.';
+			p[1] = '\0';
 			if (lstat(p, &st) != 0)
 				goto out;
 			break;
