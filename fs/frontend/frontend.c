@@ -151,7 +151,11 @@ static const struct vault_caller *fe_caller_get(fuse_req_t req, struct fe_caller
 	fc->c.pid = ctx->pid;
 	fc->c.umask = ctx->umask;
 	fc->c.open_flags = 0;
-	n = ctx->pid > 0 ? fuse_req_getgroups(req, FE_MAX_GROUPS, fc->groups) : 0;
+	/* Reading the groups costs an open and read of /proc/PID/status:
+	 * only when the vault's decisions use them. */
+	n = ctx->pid > 0 && vault_wants_groups(fe_of(req)->v)
+		    ? fuse_req_getgroups(req, FE_MAX_GROUPS, fc->groups)
+		    : 0;
 	if (n < 0)
 		n = 0;
 	if (n > FE_MAX_GROUPS)

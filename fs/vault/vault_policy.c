@@ -138,6 +138,12 @@ void vault_policy_denied(struct vault *v, const struct vault_caller *c, const ch
 	vault_audit_denied(v, c, path, level, "clearance: not cleared for this level");
 }
 
+bool vault_wants_groups(const struct vault *v)
+{
+	/* Read without v->ns: a stale answer only leaves groups out. */
+	return __atomic_load_n(&v->policy, __ATOMIC_RELAXED) != NULL;
+}
+
 int vault_policy_check(struct vault *v, const struct vault_caller *c, const char *path,
 		       unsigned level)
 {

@@ -50,6 +50,11 @@ int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, s
 int vault_close(struct vault *v);
 /* Seal every dirty open file and fsync the store (unmount / SIGTERM). */
 int vault_sync(struct vault *v);
+/* True if a decision may depend on the caller's supplementary groups (a
+ * role policy is loaded); otherwise callers may leave vault_caller.groups
+ * empty and save reading them. A policy applied meanwhile sees no groups
+ * for requests already under way: they get less access, never more. */
+bool vault_wants_groups(const struct vault *v);
 
 /* Attributes. st_ino is stable (derived from the file or directory ID). */
 int vault_getattr(struct vault *v, const struct vault_caller *c, const char *path, struct stat *st);
