@@ -49,7 +49,8 @@ static uint32_t get32(const uint8_t *p)
 
 /* AD = vault_id || the entry's first 32 bytes (level, state, reserved,
  * generation, nonce). */
-static void bag_ad(const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct bag_entry *e, uint8_t ad[48])
+static void bag_ad(const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct bag_entry *e,
+		   uint8_t ad[48])
 {
 	memcpy(ad, vault_id, KR_VAULT_ID_BYTES);
 	ad[16] = e->level;
@@ -59,14 +60,15 @@ static void bag_ad(const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct bag_e
 	memcpy(ad + 24, e->nonce, sizeof e->nonce);
 }
 
-static void bag_key(const unsigned char root[KR_KEY_BYTES], uint32_t gen, unsigned char out[KR_KEY_BYTES])
+static void bag_key(const unsigned char root[KR_KEY_BYTES], uint32_t gen,
+		    unsigned char out[KR_KEY_BYTES])
 {
 	crypto_kdf_derive_from_key(out, KR_KEY_BYTES, gen, KR_CTX_BAG, root);
 }
 
 static int bag_parse(const uint8_t *buf, size_t len, const struct kr_config *cfg, struct bag *b)
 {
-	uint8_t seen[KR_MAX_LEVELS][3] = { { 0 } };
+	uint8_t seen[KR_MAX_LEVELS][3] = {{0}};
 
 	if (len < KR_BAG_HEADER_BYTES || memcmp(buf, KR_BAG_MAGIC, KR_BAG_MAGIC_BYTES) != 0)
 		return -EUCLEAN;
@@ -76,7 +78,8 @@ static int bag_parse(const uint8_t *buf, size_t len, const struct kr_config *cfg
 	for (int i = 11; i < 16; i++)
 		if (buf[i])
 			return -EUCLEAN;
-	if (b->n > KR_BAG_MAX_ENTRIES || len != KR_BAG_HEADER_BYTES + (size_t)b->n * KR_BAG_ENTRY_BYTES)
+	if (b->n > KR_BAG_MAX_ENTRIES ||
+	    len != KR_BAG_HEADER_BYTES + (size_t)b->n * KR_BAG_ENTRY_BYTES)
 		return -EUCLEAN;
 	memcpy(b->vault_id, buf + 16, KR_VAULT_ID_BYTES);
 	if (sodium_memcmp(b->vault_id, cfg->vault_id, KR_VAULT_ID_BYTES) != 0)
@@ -88,8 +91,9 @@ static int bag_parse(const uint8_t *buf, size_t len, const struct kr_config *cfg
 		e->level = p[0];
 		e->state = p[1];
 		e->gen = get32(p + 4);
-		if (e->level >= cfg->nlevels || (e->state != KR_BAG_CURRENT && e->state != KR_BAG_NEXT) ||
-		    p[2] || p[3] || e->gen == 0 || seen[e->level][e->state]++)
+		if (e->level >= cfg->nlevels ||
+		    (e->state != KR_BAG_CURRENT && e->state != KR_BAG_NEXT) || p[2] || p[3] ||
+		    e->gen == 0 || seen[e->level][e->state]++)
 			return -EUCLEAN;
 		memcpy(e->nonce, p + 8, sizeof e->nonce);
 		memcpy(e->box, p + 32, sizeof e->box);
@@ -150,8 +154,8 @@ static int bag_write(const char *store, const struct bag *b)
 }
 
 /* Open e with the root key of its level into out (in secure memory). */
-static int bag_open(const struct bag *b, const struct bag_entry *e, const unsigned char root[KR_KEY_BYTES],
-		    unsigned char out[KR_KEY_BYTES])
+static int bag_open(const struct bag *b, const struct bag_entry *e,
+		    const unsigned char root[KR_KEY_BYTES], unsigned char out[KR_KEY_BYTES])
 {
 	unsigned char *k = sodium_malloc(KR_KEY_BYTES);
 	uint8_t ad[48];
@@ -163,16 +167,16 @@ static int bag_open(const struct bag *b, const struct bag_entry *e, const unsign
 	bag_ad(b->vault_id, e, ad);
 	rc = crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, e->box, sizeof e->box, ad,
 							sizeof ad, e->nonce, k) == 0
-		     ? 0
-		     : -EUCLEAN;
+		 ? 0
+		 : -EUCLEAN;
 	if (rc)
 		sodium_memzero(out, KR_KEY_BYTES);
 	sodium_free(k);
 	return rc;
 }
 
-static int bag_seal(const struct bag *b, struct bag_entry *e, const unsigned char root[KR_KEY_BYTES],
-		    const unsigned char key[KR_KEY_BYTES])
+static int bag_seal(const struct bag *b, struct bag_entry *e,
+		    const unsigned char root[KR_KEY_BYTES], const unsigned char key[KR_KEY_BYTES])
 {
 	unsigned char *k = sodium_malloc(KR_KEY_BYTES);
 	uint8_t ad[48];
@@ -182,13 +186,14 @@ static int bag_seal(const struct bag *b, struct bag_entry *e, const unsigned cha
 	randombytes_buf(e->nonce, sizeof e->nonce);
 	bag_key(root, e->gen, k);
 	bag_ad(b->vault_id, e, ad);
-	crypto_aead_xchacha20poly1305_ietf_encrypt(e->box, NULL, key, KR_KEY_BYTES, ad, sizeof ad, NULL,
-						   e->nonce, k);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(e->box, NULL, key, KR_KEY_BYTES, ad, sizeof ad,
+						   NULL, e->nonce, k);
 	sodium_free(k);
 	return 0;
 }
 
-int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_config *cfg, unsigned ceiling)
+int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_config *cfg,
+		 unsigned ceiling)
 {
 	struct bag b;
 	int rc = bag_read(store, cfg, &b);
@@ -201,10 +206,12 @@ int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_confi
 		if (e->level > ceiling)
 			continue; /* a level this slot does not hold */
 		if (e->state == KR_BAG_CURRENT) {
-			rc = bag_open(&b, e, kr->sec->level_root[e->level], kr->sec->level_key[e->level]);
+			rc = bag_open(&b, e, kr->sec->level_root[e->level],
+				      kr->sec->level_key[e->level]);
 			kr->gen[e->level] = e->gen;
 		} else {
-			rc = bag_open(&b, e, kr->sec->level_root[e->level], kr->sec->level_next[e->level]);
+			rc = bag_open(&b, e, kr->sec->level_root[e->level],
+				      kr->sec->level_next[e->level]);
 			kr->next_gen[e->level] = e->gen;
 		}
 		if (rc)
@@ -316,7 +323,8 @@ int kr_rotate_finish(const char *store, struct kr_keyring *kr, unsigned level)
 			continue;
 		if (e->level == level && e->state == KR_BAG_NEXT) {
 			e->state = KR_BAG_CURRENT;
-			rc = bag_seal(&b, e, kr->sec->level_root[level], kr->sec->level_next[level]);
+			rc =
+			    bag_seal(&b, e, kr->sec->level_root[level], kr->sec->level_next[level]);
 			if (rc)
 				return rc;
 		}

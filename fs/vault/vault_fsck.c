@@ -39,19 +39,19 @@
 #include "strongroom/store.h"
 #include "vault_internal.h"
 
-#define FSCK_TREE "tree"
+#define FSCK_TREE	  "tree"
 #define FSCK_LONGNAME_LEN (FMT_LONGNAME_BYTES - 1)
-#define FSCK_SIDECAR_LEN (FSCK_LONGNAME_LEN + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX) - 1)
+#define FSCK_SIDECAR_LEN  (FSCK_LONGNAME_LEN + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX) - 1)
 #define FSCK_ROTATE_STATE "rotate.state"
 
 /* One open store directory on the walk stack. */
 struct fsck_frame {
 	int fd;
 	DIR *dp;
-	bool meta_ok;	      /* d holds authenticated metadata */
-	struct vault_dir d;   /* dir_id and level, for names */
-	char *path;	      /* plaintext, "" when unknown */
-	char *spath;	      /* relative to STORE */
+	bool meta_ok;	    /* d holds authenticated metadata */
+	struct vault_dir d; /* dir_id and level, for names */
+	char *path;	    /* plaintext, "" when unknown */
+	char *spath;	    /* relative to STORE */
 };
 
 struct vault_fsck {
@@ -75,17 +75,28 @@ struct vault_fsck {
 const char *vault_fsck_kind_name(enum vault_fsck_kind kind)
 {
 	switch (kind) {
-	case VAULT_FSCK_KEYSLOT: return "keyslot";
-	case VAULT_FSCK_DIRMETA: return "directory metadata";
-	case VAULT_FSCK_NAME: return "name";
-	case VAULT_FSCK_SIDECAR_MISSING: return "missing long-name sidecar";
-	case VAULT_FSCK_SIDECAR_ORPHAN: return "orphan long-name sidecar";
-	case VAULT_FSCK_TMP_ORPHAN: return "orphan temporary file";
-	case VAULT_FSCK_FOREIGN: return "foreign file";
-	case VAULT_FSCK_FILE: return "file";
-	case VAULT_FSCK_UNSEALED: return "unsealed file";
-	case VAULT_FSCK_CHUNK: return "chunk";
-	case VAULT_FSCK_ROTATION: return "unfinished rotation";
+	case VAULT_FSCK_KEYSLOT:
+		return "keyslot";
+	case VAULT_FSCK_DIRMETA:
+		return "directory metadata";
+	case VAULT_FSCK_NAME:
+		return "name";
+	case VAULT_FSCK_SIDECAR_MISSING:
+		return "missing long-name sidecar";
+	case VAULT_FSCK_SIDECAR_ORPHAN:
+		return "orphan long-name sidecar";
+	case VAULT_FSCK_TMP_ORPHAN:
+		return "orphan temporary file";
+	case VAULT_FSCK_FOREIGN:
+		return "foreign file";
+	case VAULT_FSCK_FILE:
+		return "file";
+	case VAULT_FSCK_UNSEALED:
+		return "unsealed file";
+	case VAULT_FSCK_CHUNK:
+		return "chunk";
+	case VAULT_FSCK_ROTATION:
+		return "unfinished rotation";
 	}
 	return "problem";
 }
@@ -176,7 +187,8 @@ static int fsck_quarantine(struct vault_fsck *ck, int dirfd, const char *name, c
 	if (r < 0)
 		return r;
 	base = base ? base + 1 : spath;
-	snprintf(qname, 96, "%lld-%d-%u-%.50s", (long long)time(NULL), (int)getpid(), ++ck->quar_n, base);
+	snprintf(qname, 96, "%lld-%d-%u-%.50s", (long long)time(NULL), (int)getpid(), ++ck->quar_n,
+		 base);
 	if (keep)
 		r = store_linkat(dirfd, name, ck->quar_fd, qname);
 	else
@@ -241,8 +253,9 @@ static void fsck_frame_free(struct fsck_frame *fr)
  * dir_id, the level its hint names or the parent's, mode 0700, owner root,
  * no xattrs) after the old bytes went to the quarantine; names below then
  * decrypt again. */
-static int fsck_dirmeta_rebuild(struct vault_fsck *ck, int fd, const char *spath, unsigned parent_level,
-				struct vault_dir *d, bool is_root, char note[256])
+static int fsck_dirmeta_rebuild(struct vault_fsck *ck, int fd, const char *spath,
+				unsigned parent_level, struct vault_dir *d, bool is_root,
+				char note[256])
 {
 	const struct kr_config *cfg = kr_keyring_config(ck->kr);
 	const unsigned char *hint_key = kr_vault_subkey(ck->kr, KR_VSUB_HINT);
@@ -284,7 +297,9 @@ static int fsck_dirmeta_rebuild(struct vault_fsck *ck, int fd, const char *spath
 		snprintf(note, 256, "could not write new metadata: %s", strerror(-r));
 		return r;
 	}
-	snprintf(note, 256, "rebuilt (mode %o, owner root, ACLs lost); old copy in " ADMIN_QUARANTINE_DIR "/%.96s",
+	snprintf(note, 256,
+		 "rebuilt (mode %o, owner root, ACLs lost); old copy in " ADMIN_QUARANTINE_DIR
+		 "/%.96s",
 		 is_root ? 0755 : 0700, qname);
 	return 0;
 }
@@ -333,7 +348,8 @@ static int fsck_push(struct vault_fsck *ck, int dirfd, const char *name, const c
 		if (!p)
 			return -ENOMEM;
 		if (ck->repair) {
-			if (fsck_dirmeta_rebuild(ck, fd, spath, parent_level, &fr->d, is_root, note) == 0) {
+			if (fsck_dirmeta_rebuild(ck, fd, spath, parent_level, &fr->d, is_root,
+						 note) == 0) {
 				fr->meta_ok = true;
 				fsck_fixed(ck, p, note);
 			} else {
@@ -433,14 +449,16 @@ static int fsck_file_rebuild(struct vault_fsck *ck, int dirfd, const char *sname
 	ts[0] = st.st_atim;
 	ts[1] = st.st_mtim;
 	(void)store_utimensat(dirfd, tmp, ts);
-	r = fsck_quarantine(ck, dirfd, sname, spath, "file with chunks that do not authenticate", true, qname);
+	r = fsck_quarantine(ck, dirfd, sname, spath, "file with chunks that do not authenticate",
+			    true, qname);
 	if (r < 0)
 		goto out;
 	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
 	if (r == 0)
 		r = store_fsync(dirfd, false);
 	if (r == 0)
-		snprintf(note, 256, "bad chunks now read as zeros; original in " ADMIN_QUARANTINE_DIR "/%s%s",
+		snprintf(note, 256,
+			 "bad chunks now read as zeros; original in " ADMIN_QUARANTINE_DIR "/%s%s",
 			 qname, st.st_nlink > 1 ? " (other hard links keep the damage)" : "");
 out:
 	if (n)
@@ -477,7 +495,8 @@ static int fsck_file(struct vault_fsck *ck, int dirfd, const char *sname, const 
 		p = fsck_problem_add(ck, VAULT_FSCK_FILE, spath, path, r);
 		if (!p)
 			return -ENOMEM;
-		fsck_note(p, "header or seal does not verify; left in place (strongroom xray --frames shows it)");
+		fsck_note(p, "header or seal does not verify; left in place (strongroom xray "
+			     "--frames shows it)");
 		return 0;
 	}
 	if (vf_recovered(f)) {
@@ -575,8 +594,8 @@ out:
 /* ---- one entry ---- */
 
 /* Decrypt the name of a plain or long entry of fr. */
-static ssize_t fsck_name(struct vault_fsck *ck, struct fsck_frame *fr, const char *sname, bool is_long,
-			 char out[FMT_NAME_MAX + 1])
+static ssize_t fsck_name(struct vault_fsck *ck, struct fsck_frame *fr, const char *sname,
+			 bool is_long, char out[FMT_NAME_MAX + 1])
 {
 	char side[FSCK_SIDECAR_LEN + 1];
 	char *buf;
@@ -620,7 +639,8 @@ static int fsck_entry(struct vault_fsck *ck, struct fsck_frame *fr, const char *
 		r = p ? 0 : -ENOMEM;
 		goto out;
 	}
-	if (sname[0] == '.' && strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0 && len == FSCK_SIDECAR_LEN &&
+	if (sname[0] == '.' && strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0 &&
+	    len == FSCK_SIDECAR_LEN &&
 	    strcmp(sname + FSCK_LONGNAME_LEN, FMT_LONGNAME_SIDECAR_SUFFIX) == 0) {
 		char entry[FSCK_LONGNAME_LEN + 1];
 
@@ -699,7 +719,8 @@ out:
 
 /* ---- the API ---- */
 
-int vault_fsck_open(const char *store, const struct kr_keyring *kr, bool repair, struct vault_fsck **out)
+int vault_fsck_open(const char *store, const struct kr_keyring *kr, bool repair,
+		    struct vault_fsck **out)
 {
 	struct kr_slot_info slots[KR_MAX_SLOTS];
 	struct vault_fsck *ck;
@@ -737,7 +758,7 @@ int vault_fsck_open(const char *store, const struct kr_keyring *kr, bool repair,
 	}
 	if (store_fstatat(ck->store_fd, FSCK_ROTATE_STATE, &st) == 0) {
 		struct vault_fsck_problem *p =
-			fsck_problem_add(ck, VAULT_FSCK_ROTATION, FSCK_ROTATE_STATE, NULL, 0);
+		    fsck_problem_add(ck, VAULT_FSCK_ROTATION, FSCK_ROTATE_STATE, NULL, 0);
 		fsck_note(p, "run strongroom rotate again to finish it");
 	}
 	r = fsck_push(ck, ck->store_fd, FSCK_TREE, "/", FSCK_TREE, 0, true);

@@ -27,9 +27,9 @@
 #include "strongroom/store.h"
 #include "vault_internal.h"
 
-#define ROT_TREE "tree"
+#define ROT_TREE	 "tree"
 #define ROT_LONGNAME_LEN (FMT_LONGNAME_BYTES - 1)
-#define ROT_SIDECAR_LEN (ROT_LONGNAME_LEN + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX) - 1)
+#define ROT_SIDECAR_LEN	 (ROT_LONGNAME_LEN + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX) - 1)
 
 struct rot_frame {
 	DIR *dp;
@@ -197,7 +197,8 @@ static int rot_push(struct vault_rotate *rt, int dirfd, const char *name, const 
 
 /* Rewrite the file dirfd/sname (of the level, open under the old key in f)
  * under the new key; invariant 2. */
-static int rot_file_rewrite(struct vault_rotate *rt, int dirfd, const char *sname, struct vf_file *f)
+static int rot_file_rewrite(struct vault_rotate *rt, int dirfd, const char *sname,
+			    struct vf_file *f)
 {
 	struct vf_file *n = NULL;
 	struct vf_attr a;
@@ -397,7 +398,8 @@ static int rot_name(struct vault_rotate *rt, struct rot_frame *fr, const char *s
 	if (n > FMT_NAME_MAX) {
 		sn->is_long = true;
 		fmt_longname(sn->enc, sn->enc_len, sn->name);
-		snprintf(sn->sidecar, sizeof(sn->sidecar), "%.45s%s", sn->name, FMT_LONGNAME_SIDECAR_SUFFIX);
+		snprintf(sn->sidecar, sizeof(sn->sidecar), "%.45s%s", sn->name,
+			 FMT_LONGNAME_SIDECAR_SUFFIX);
 	} else {
 		memcpy(sn->name, sn->enc, (size_t)n + 1);
 	}
@@ -439,10 +441,12 @@ static int rot_sidecar_orphan(struct vault_rotate *rt, struct rot_frame *fr, con
 		return -ENOMEM;
 	n = store_read_small(fr->fd, side, enc, VAULT_ENC_NAME_MAX);
 	if (n >= 0 && fmt_longname_check(entry, enc, (size_t)n) == 0) {
-		ssize_t m = vault_policy_name_decrypt(&rt->vold, &fr->d, enc, (size_t)n, name, &used);
+		ssize_t m =
+		    vault_policy_name_decrypt(&rt->vold, &fr->d, enc, (size_t)n, name, &used);
 
 		if (m < 0 || used != rt->level)
-			m = vault_policy_name_decrypt(&rt->vnew, &fr->d, enc, (size_t)n, name, &used);
+			m = vault_policy_name_decrypt(&rt->vnew, &fr->d, enc, (size_t)n, name,
+						      &used);
 		if (m >= 0 && used == rt->level)
 			(void)store_unlinkat(fr->fd, side, 0);
 	}
@@ -469,7 +473,8 @@ static int rot_entry(struct vault_rotate *rt, struct rot_frame *fr, const char *
 			(void)store_unlinkat(fr->fd, sname, 0);
 		return 0;
 	}
-	if (sname[0] == '.' && len == ROT_SIDECAR_LEN && strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0 &&
+	if (sname[0] == '.' && len == ROT_SIDECAR_LEN &&
+	    strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0 &&
 	    strcmp(sname + ROT_LONGNAME_LEN, FMT_LONGNAME_SIDECAR_SUFFIX) == 0)
 		return rot_sidecar_orphan(rt, fr, sname);
 	if (sname[0] == '.') {
@@ -515,7 +520,8 @@ static int rot_count(int dirfd, uint64_t *bytes)
 		return -errno;
 	}
 	while ((de = readdir(dp))) {
-		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' || strcmp(de->d_name, "..") == 0))
+		if (de->d_name[0] == '.' &&
+		    (de->d_name[1] == '\0' || strcmp(de->d_name, "..") == 0))
 			continue;
 		if (store_fstatat(fd, de->d_name, &st) < 0)
 			continue;
@@ -533,8 +539,8 @@ static int rot_count(int dirfd, uint64_t *bytes)
 	return 0;
 }
 
-int vault_rotate_open(const char *store, const struct kr_keyring *old_kr, const struct kr_keyring *new_kr,
-		      unsigned level, struct vault_rotate **out)
+int vault_rotate_open(const char *store, const struct kr_keyring *old_kr,
+		      const struct kr_keyring *new_kr, unsigned level, struct vault_rotate **out)
 {
 	struct vault_rotate *rt;
 	int r, tree;

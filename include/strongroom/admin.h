@@ -30,23 +30,23 @@
 
 #include "strongroom/keyring.h"
 
-#define ADMIN_QUARANTINE_DIR "quarantine"
+#define ADMIN_QUARANTINE_DIR   "quarantine"
 #define ADMIN_QUARANTINE_INDEX "index"
 
 /* ---- fsck ---- */
 
 enum vault_fsck_kind {
-	VAULT_FSCK_KEYSLOT = 1,	     /* a keyslot file that does not parse */
-	VAULT_FSCK_DIRMETA,	     /* a .sr-dir missing, malformed or not authentic */
-	VAULT_FSCK_NAME,	     /* a store name that does not decrypt */
-	VAULT_FSCK_SIDECAR_MISSING,  /* a long name without its sidecar */
-	VAULT_FSCK_SIDECAR_ORPHAN,   /* a sidecar without its entry */
-	VAULT_FSCK_TMP_ORPHAN,	     /* an FMT_TMP_PREFIX leftover */
-	VAULT_FSCK_FOREIGN,	     /* something the format never writes */
-	VAULT_FSCK_FILE,	     /* a file header or seal that fails */
-	VAULT_FSCK_UNSEALED,	     /* a file whose tail a crash left unsealed */
-	VAULT_FSCK_CHUNK,	     /* a chunk that does not authenticate */
-	VAULT_FSCK_ROTATION,	     /* an unfinished key rotation */
+	VAULT_FSCK_KEYSLOT = 1,	    /* a keyslot file that does not parse */
+	VAULT_FSCK_DIRMETA,	    /* a .sr-dir missing, malformed or not authentic */
+	VAULT_FSCK_NAME,	    /* a store name that does not decrypt */
+	VAULT_FSCK_SIDECAR_MISSING, /* a long name without its sidecar */
+	VAULT_FSCK_SIDECAR_ORPHAN,  /* a sidecar without its entry */
+	VAULT_FSCK_TMP_ORPHAN,	    /* an FMT_TMP_PREFIX leftover */
+	VAULT_FSCK_FOREIGN,	    /* something the format never writes */
+	VAULT_FSCK_FILE,	    /* a file header or seal that fails */
+	VAULT_FSCK_UNSEALED,	    /* a file whose tail a crash left unsealed */
+	VAULT_FSCK_CHUNK,	    /* a chunk that does not authenticate */
+	VAULT_FSCK_ROTATION,	    /* an unfinished key rotation */
 };
 
 struct vault_fsck_problem {
@@ -61,10 +61,10 @@ struct vault_fsck_problem {
 
 struct vault_fsck_stats {
 	uint64_t dirs, files;
-	uint64_t bytes;	    /* plaintext bytes read and checked */
-	uint64_t locked;    /* objects of levels the keyring does not hold */
-	uint64_t problems;  /* found */
-	uint64_t fixed;	    /* of those, repaired */
+	uint64_t bytes;	   /* plaintext bytes read and checked */
+	uint64_t locked;   /* objects of levels the keyring does not hold */
+	uint64_t problems; /* found */
+	uint64_t fixed;	   /* of those, repaired */
 };
 
 struct vault_fsck;
@@ -111,13 +111,13 @@ const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
  *     while it exists, mounts are refused and fsck reports it.
  */
 
-#define ADMIN_ROTATE_STATE "rotate.state"
+#define ADMIN_ROTATE_STATE	"rotate.state"
 #define ADMIN_ROTATE_TMP_PREFIX ".sr-tmp.rot."
 
 struct vault_rotate_stats {
-	uint64_t dirs, files, names; /* re-encrypted */
-	uint64_t done;		     /* objects found already under the new key */
-	uint64_t skipped;	     /* objects of other levels, or locked */
+	uint64_t dirs, files, names;	  /* re-encrypted */
+	uint64_t done;			  /* objects found already under the new key */
+	uint64_t skipped;		  /* objects of other levels, or locked */
 	uint64_t bytes_done, bytes_total; /* store bytes visited / to visit */
 };
 
@@ -125,8 +125,9 @@ struct vault_rotate;
 
 /* @return 0 and *out owned (vault_rotate_close). Counts the store's bytes
  * first (for progress). */
-int vault_rotate_open(const char *store, const struct kr_keyring *old_kr, const struct kr_keyring *new_kr,
-		      unsigned level, struct vault_rotate **out) __attribute__((warn_unused_result));
+int vault_rotate_open(const char *store, const struct kr_keyring *old_kr,
+		      const struct kr_keyring *new_kr, unsigned level, struct vault_rotate **out)
+    __attribute__((warn_unused_result));
 /* Re-encrypt one more object. @return 1 more to do, 0 finished, -errno: a
  * damaged object of the level (-EBADMSG: run fsck first) or an I/O error;
  * the rotation can be run again after fixing it. */

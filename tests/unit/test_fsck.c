@@ -20,7 +20,7 @@
 #include "tap.h"
 
 static const char PASS[] = "fsck test passphrase";
-static struct vault_caller caller = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
+static struct vault_caller caller = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
 
 struct fx {
 	char store[256];
@@ -33,7 +33,7 @@ static int fx_new(struct fx *f)
 	char rec[KR_RECOVERY_TEXT_BYTES];
 	struct kr_kdf_params kdf;
 	struct kr_config cfg;
-	struct kr_secret s = { KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1 };
+	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
 
 	memset(f, 0, sizeof(*f));
 	if (!mkdtemp(dir))

@@ -59,11 +59,14 @@ static int admin_lock_one(const char *store, const char *name, bool exclusive, i
 			n = pread(fd, buf, sizeof(buf) - 1, 0);
 			buf[n > 0 ? n : 0] = '\0';
 			if (strtol(buf, NULL, 10) > 0)
-				cli_err(store, "store is in use by a writer (pid %ld); unmount it first",
+				cli_err(store,
+					"store is in use by a writer (pid %ld); unmount it first",
 					strtol(buf, NULL, 10));
 			else
-				cli_err(store, "store is mounted (read-only or by an admin command); unmount "
-					       "every mount of it first");
+				cli_err(
+				    store,
+				    "store is mounted (read-only or by an admin command); unmount "
+				    "every mount of it first");
 		} else {
 			cli_err(path, "cannot lock the store: %s", strerror(e));
 		}
@@ -153,7 +156,8 @@ static void fsck_print_problem(const struct vault_fsck_problem *p)
 	printf("%s", vault_fsck_kind_name(p->kind));
 	if (p->kind == VAULT_FSCK_CHUNK)
 		printf(" %llu", (unsigned long long)p->chunk);
-	printf("\t%s\t%s\t%s", p->path[0] ? p->path : "-", p->store_path, p->fixed ? "fixed" : "left");
+	printf("\t%s\t%s\t%s", p->path[0] ? p->path : "-", p->store_path,
+	       p->fixed ? "fixed" : "left");
 	if (p->note[0])
 		printf("\t%s", p->note);
 	else if (p->err)
@@ -163,7 +167,7 @@ static void fsck_print_problem(const struct vault_fsck_problem *p)
 
 int cmd_fsck(int argc, char **argv)
 {
-	struct cli_secret_opts so = { 0 };
+	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL;
 	struct vault_fsck *ck = NULL;
 	const struct vault_fsck_problem *probs;
@@ -172,7 +176,7 @@ int cmd_fsck(int argc, char **argv)
 	bool repair = false, tty = isatty(STDERR_FILENO), drew = false;
 	size_t shown = 0, n;
 	long long last = 0;
-	int rc, lock_fd[2] = { -1, -1 }, err, i;
+	int rc, lock_fd[2] = {-1, -1}, err, i;
 
 	for (i = 1; i < argc; i++) {
 		int c = cli_secret_opt(&so, argc, argv, &i);
@@ -224,7 +228,9 @@ int cmd_fsck(int argc, char **argv)
 		fflush(stdout);
 		if (tty && fsck_now_ns() - last > FSCK_PROGRESS_NS) {
 			st = vault_fsck_stats(ck);
-			fprintf(stderr, "\r\033[Kfsck: %llu folders, %llu files, %.1f MiB checked, %llu problems",
+			fprintf(stderr,
+				"\r\033[Kfsck: %llu folders, %llu files, %.1f MiB checked, %llu "
+				"problems",
 				(unsigned long long)st->dirs, (unsigned long long)st->files,
 				(double)st->bytes / 1048576.0, (unsigned long long)st->problems);
 			drew = true;
@@ -239,11 +245,13 @@ int cmd_fsck(int argc, char **argv)
 		goto out;
 	}
 	st = vault_fsck_stats(ck);
-	printf("%llu folders, %llu files, %llu bytes checked; %llu locked (levels this secret does not "
+	printf("%llu folders, %llu files, %llu bytes checked; %llu locked (levels this secret does "
+	       "not "
 	       "open); %llu problems, %llu fixed, %llu left\n",
-	       (unsigned long long)st->dirs, (unsigned long long)st->files, (unsigned long long)st->bytes,
-	       (unsigned long long)st->locked, (unsigned long long)st->problems,
-	       (unsigned long long)st->fixed, (unsigned long long)(st->problems - st->fixed));
+	       (unsigned long long)st->dirs, (unsigned long long)st->files,
+	       (unsigned long long)st->bytes, (unsigned long long)st->locked,
+	       (unsigned long long)st->problems, (unsigned long long)st->fixed,
+	       (unsigned long long)(st->problems - st->fixed));
 	if (st->problems == 0)
 		rc = EXIT_OK;
 	else if (st->fixed == st->problems)

@@ -65,23 +65,25 @@ static void rotate_progress(const struct vault_rotate_stats *st, long long start
 	double secs = (double)(rotate_now_ns() - start) / 1e9;
 	double frac = st->bytes_total ? (double)st->bytes_done / (double)st->bytes_total : 0;
 
-	fprintf(stderr, "\r\033[Krotate: %llu files, %llu folders, %llu names; %.1f of %.1f MiB (%.0f%%)",
-		(unsigned long long)st->files, (unsigned long long)st->dirs, (unsigned long long)st->names,
-		(double)st->bytes_done / 1048576.0, (double)st->bytes_total / 1048576.0, frac * 100);
+	fprintf(stderr,
+		"\r\033[Krotate: %llu files, %llu folders, %llu names; %.1f of %.1f MiB (%.0f%%)",
+		(unsigned long long)st->files, (unsigned long long)st->dirs,
+		(unsigned long long)st->names, (double)st->bytes_done / 1048576.0,
+		(double)st->bytes_total / 1048576.0, frac * 100);
 	if (frac > 0.01 && secs > 1)
 		fprintf(stderr, ", ETA %.0f s", secs / frac - secs);
 }
 
 int cmd_rotate(int argc, char **argv)
 {
-	struct cli_secret_opts so = { 0 };
+	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL, *knew = NULL;
 	struct vault_rotate *rt = NULL;
 	const struct vault_rotate_stats *st;
 	const char *store = NULL, *lname = NULL;
 	bool tty = isatty(STDERR_FILENO), drew = false;
 	long long last = 0, start = rotate_now_ns();
-	int rc, lock_fd[2] = { -1, -1 }, err, level, i;
+	int rc, lock_fd[2] = {-1, -1}, err, level, i;
 	unsigned slevel;
 	uint32_t sgen;
 
@@ -133,7 +135,8 @@ int cmd_rotate(int argc, char **argv)
 	err = vault_rotate_state_read(store, &slevel, &sgen);
 	if (err == 0 && slevel != (unsigned)level) {
 		const struct kr_config *cfg = kr_keyring_config(kr);
-		cli_err(store, "the rotation of level %s is unfinished: run strongroom rotate %s %s first",
+		cli_err(store,
+			"the rotation of level %s is unfinished: run strongroom rotate %s %s first",
 			slevel < cfg->nlevels ? cfg->levels[slevel].name : "?", store,
 			slevel < cfg->nlevels ? cfg->levels[slevel].name : "?");
 		rc = EXIT_STORE;
@@ -155,7 +158,8 @@ int cmd_rotate(int argc, char **argv)
 			sgen = kr_level_generation(kr, (unsigned)level) + 1;
 		err = vault_rotate_state_write(store, (unsigned)level, sgen);
 	} else if (err == 0) {
-		fprintf(stderr, "strongroom: %s: resuming the rotation of level %s\n", store, lname);
+		fprintf(stderr, "strongroom: %s: resuming the rotation of level %s\n", store,
+			lname);
 	}
 	if (err < 0) {
 		cli_err(store, "rotation state: %s", strerror(-err));
@@ -202,10 +206,12 @@ int cmd_rotate(int argc, char **argv)
 		rc = cli_exit_for(err);
 		goto out;
 	}
-	printf("level %s rotated to key generation %u: %llu files, %llu folders, %llu names re-encrypted"
+	printf("level %s rotated to key generation %u: %llu files, %llu folders, %llu names "
+	       "re-encrypted"
 	       " (%llu already done before); the old key is destroyed\n",
 	       lname, kr_level_generation(kr, (unsigned)level), (unsigned long long)st->files,
-	       (unsigned long long)st->dirs, (unsigned long long)st->names, (unsigned long long)st->done);
+	       (unsigned long long)st->dirs, (unsigned long long)st->names,
+	       (unsigned long long)st->done);
 	rc = EXIT_OK;
 out:
 	vault_rotate_close(rt);
