@@ -262,9 +262,9 @@ static void fe_node_maybe_free(struct fe *fe, struct fe_node *n)
 static struct fe_node *fe_node_learn(struct fe *fe, struct fe_node *parent, const char *name,
 				     const struct stat *st)
 {
+	size_t hi = fe_hash_ino((uint64_t)st->st_ino), hn;
+	struct fe_dentry *d, **pp;
 	struct fe_node *n;
-	struct fe_dentry *d;
-	size_t hi = fe_hash_ino((uint64_t)st->st_ino);
 
 	for (n = fe->by_ino[hi]; n; n = n->hnext)
 		if (n->ino == (uint64_t)st->st_ino)
@@ -277,18 +277,12 @@ static struct fe_node *fe_node_learn(struct fe *fe, struct fe_node *parent, cons
 		n->hnext = fe->by_ino[hi];
 		fe->by_ino[hi] = n;
 	}
-	n->nlookup++;
+	n->nlookup++; /* from here on n cannot be freed under us */
 	d = fe_dentry_find(fe, parent, name);
 	if (d && d->node == n)
 		return n;
-	if (d) {
-		/* The name now means another file. */
-		n->nlookup--;
-		n->nchild++;
-		fe_dentry_drop(fe, d);
-		n->nchild--;
-		n->nlookup++;
-	}
+	if (d)
+		fe_dentry_drop(fe, d); /* the name now means another file */
 	d = calloc(1, sizeof(*d));
 	if (!d || !(d->name = strdup(name))) {
 		free(d);
@@ -297,13 +291,12 @@ static struct fe_node *fe_node_learn(struct fe *fe, struct fe_node *parent, cons
 	d->parent = parent;
 	d->node = n;
 	parent->nchild++;
-	size_t hn = fe_hash_name(parent, name);
+	hn = fe_hash_name(parent, name);
 	d->hnext = fe->by_name[hn];
 	fe->by_name[hn] = d;
 	/* A new name goes last: the first name keeps the path stable. */
-	struct fe_dentry **pp = &n->names;
-	while (*pp)
-		pp = &(*pp)->alias_next;
+	for (pp = &n->names; *pp; pp = &(*pp)->alias_next)
+		;
 	*pp = d;
 	return n;
 }
