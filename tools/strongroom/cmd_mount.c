@@ -459,7 +459,8 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	fo.log_fd = log_fd;
 	ready_fd = -1; /* fe_run closes it */
 	err = fe_run(v, &fo);
-	rc = err ? EXIT_MOUNTPOINT : EXIT_OK;
+	/* libfuse has printed why: -EINVAL is an option it did not accept. */
+	rc = err == -EINVAL ? EXIT_USAGE : err ? EXIT_MOUNTPOINT : EXIT_OK;
 out:
 	if (ready_fd >= 0)
 		close(ready_fd);
