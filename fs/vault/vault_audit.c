@@ -29,19 +29,23 @@
  *  5. No vault lock is held here except v->ns shared, taken to find the
  *     level of a path's folder; callers hold none.
  *  6. One writer per trail: the trail's directory is flock()ed exclusively
- *     for as long as it is open, so a read-only mount beside a writer (or
- *     on another host) cannot interleave segments; it gets -EBUSY.
+ *     for as long as it is open, so a second driver (another host, a
+ *     stale one) cannot interleave segments with ours; it gets -EBUSY.
+ *  7. What an operation's lower layers noticed (a denial the policy already
+ *     recorded, a crashed file the table recovered) is kept in thread-local
+ *     notes: one request runs on one thread from the frontend to its reply,
+ *     and the operation's own hook consumes the notes before it returns.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
