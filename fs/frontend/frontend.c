@@ -1299,6 +1299,59 @@ static void fe_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ---- session ---- */
 
+/* Read-ahead of the mount, in KiB: one request of max_write bytes. */
+#define FE_READAHEAD_KB (FE_MAX_WRITE_BYTES >> 10)
+
+/* The kernel gives a FUSE mount 128 KiB of read-ahead and lets INIT only
+ * lower it; a sequential reader then costs one request and one wake-up per
+ * 128 KiB. Raise it through the mount's backing device in sysfs (root
+ * only; otherwise the default stays). Runs in INIT, before the reply: the
+ * kernel keeps the smaller of this and the reply's max_readahead. The
+ * device number comes from /proc/self/mountinfo, since a stat of the
+ * mount point would wait for this very INIT. */
+static void fe_readahead_raise(const char *mountpoint)
+{
+	char *line = NULL, path[96];
+	size_t cap = 0;
+	unsigned maj = 0, min = 0, m1, m2;
+	bool found = false;
+	FILE *fp;
+	int fd;
+
+	if (strpbrk(mountpoint, " \t\n\\"))
+		return; /* escaped in mountinfo; keep the default */
+	fp = fopen("/proc/self/mountinfo", "re");
+	if (!fp)
+		return;
+	while (getline(&line, &cap, fp) > 0) {
+		char mp[4096];
+
+		/* "id parent maj:min root mountpoint ..."; the last match is the
+		 * one mounted on top. */
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &m1, &m2, mp) == 3 &&
+		    strcmp(mp, mountpoint) == 0) {
+			maj = m1;
+			min = m2;
+			found = true;
+		}
+	}
+	free(line);
+	fclose(fp);
+	if (!found)
+		return;
+	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char kb[16];
+		int n = snprintf(kb, sizeof kb, "%u\n", FE_READAHEAD_KB);
+
+		if (write(fd, kb, (size_t)n) != n) {
+			/* not permitted: the kernel's default stays */
+		}
+		close(fd);
+	}
+}
+
 static void fe_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fe *fe = userdata;
@@ -1320,6 +1373,8 @@ static void fe_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	/* libfuse caps this at its buffer size and sets max_pages to match. */
 	conn->max_write = FE_MAX_WRITE_BYTES;
+	conn->max_readahead = FE_READAHEAD_KB << 10;
+	fe_readahead_raise(fe->o->mountpoint);
 	conn->time_gran = 1;
 
 	if (fe->o->ready_fd >= 0) {
