@@ -1204,14 +1204,22 @@ static void fe_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	fe_readdir_common(req, ino, size, off, fi, true);
 }
 
-/* Directories are made durable by the vault as they change; syncing one
- * also seals what is dirty, which is what a caller syncing a directory
- * after creating a file inside it expects. */
+/* Syncing a directory makes its entries durable (SQLite does it after
+ * every rollback-journal commit): one fsync of that store directory. */
 static void fe_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	int err = vault_sync(fe_of(req)->v);
+	struct fe *fe = fe_of(req);
+	struct fe_caller fc;
+	char *path;
+	int err = 0;
 
-	fuse_reply_err(req, err ? fe_errno(err) : 0);
+	pthread_rwlock_rdlock(&fe->ns);
+	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	if (path)
+		err = -vault_fsyncdir(fe->v, fe_caller_get(req, &fc), path);
+	pthread_rwlock_unlock(&fe->ns);
+	free(path);
+	fuse_reply_err(req, err);
 }
 
 /* ---- extended attributes ---- */

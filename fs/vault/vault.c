@@ -461,6 +461,24 @@ int vault_sync(struct vault *v)
 	return r;
 }
 
+int vault_fsyncdir(struct vault *v, const struct vault_caller *c, const char *path)
+{
+	struct vault_dir *d;
+	int r;
+
+	(void)c;
+	if (vault_ro(v))
+		return 0;
+	pthread_rwlock_rdlock(&v->ns);
+	r = vault_dir_get(v, path, &d);
+	if (r == 0) {
+		r = store_fsync(d->fd, false);
+		vault_dir_put(v, d);
+	}
+	pthread_rwlock_unlock(&v->ns);
+	return r;
+}
+
 int vault_close(struct vault *v)
 {
 	struct vault_ofile *of;

@@ -50,6 +50,8 @@ int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, s
 int vault_close(struct vault *v);
 /* Seal every dirty open file and fsync the store (unmount / SIGTERM). */
 int vault_sync(struct vault *v);
+/* Make a directory's entries durable: fsync its store directory. */
+int vault_fsyncdir(struct vault *v, const struct vault_caller *c, const char *path);
 /* True if a decision may depend on the caller's supplementary groups (a
  * role policy is loaded); otherwise callers may leave vault_caller.groups
  * empty and save reading them. A policy applied meanwhile sees no groups
