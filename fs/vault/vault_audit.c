@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "strongroom/audit.h"
+#include "strongroom/store.h"
 #include "vault_internal.h"
 
 #define VAULT_AUDIT_USERS 64
