@@ -1,7 +1,8 @@
 /* cmd_bench.c - strongroom bench: the file engine alone, without FUSE.
  *
  *   strongroom bench [--size MIB] [--runs N] [--chunk-size N[,N...]]
- *                    [--level NAME] [--dir DIR] [--csv] [--quick] [--all-cpus]
+ *                    [--level NAME] [--zstd-level N] [--dir DIR] [--csv] [--quick]
+ *                    [--all-cpus]
  *   strongroom bench --emit-csv BYTES
  *
  * On one core (the process pins itself to the CPU it starts on) it measures
@@ -58,6 +59,7 @@ struct bench_opts {
 	const char *dir;
 	bool csv;
 	bool all_cpus;
+	int zlevel; /* 0: the vault default */
 };
 
 /* ---- deterministic data ---- */
@@ -273,6 +275,9 @@ static int bench_store_open(struct bench_store *bs, const struct bench_opts *o, 
 		return err;
 	}
 	kr_config_default(&cfg);
+	for (unsigned l = 0; o->zlevel && l < cfg.nlevels; l++)
+		if (cfg.levels[l].compress)
+			cfg.levels[l].compress = (uint8_t)o->zlevel;
 	err = kr_config_set_chunk_size(&cfg, chunk);
 	if (err == 0)
 		err = kr_vault_create(bs->path, &cfg, &pass, &kdf, rec, &bs->kr);
@@ -533,7 +538,8 @@ out:
 static void bench_usage(FILE *f)
 {
 	fputs("Usage: strongroom bench [--size MIB] [--runs N] [--chunk-size N[,N...]]\n"
-	      "                        [--level NAME] [--dir DIR] [--csv] [--quick] [--all-cpus]\n"
+	      "                        [--level NAME] [--zstd-level N] [--dir DIR] [--csv]\n"
+	      "                        [--quick] [--all-cpus]\n"
 	      "       strongroom bench --emit-csv BYTES\n"
 	      "\n"
 	      "Measure the file engine alone, without FUSE, on one core: vf_write and vf_read\n"
@@ -545,6 +551,7 @@ static void bench_usage(FILE *f)
 	      "  --runs N          runs per figure; the median is shown (default 3)\n"
 	      "  --chunk-size LIST chunk sizes to try (default: the vault default, 65536)\n"
 	      "  --level NAME      level to write at (default: the lowest, compressed)\n"
+	      "  --zstd-level N    compress the vault's compressed levels at N instead\n"
 	      "  --dir DIR         where the temporary store goes (default $TMPDIR or /tmp)\n"
 	      "  --csv             print chunk,workload,data,value,unit lines\n"
 	      "  --quick           --size 32 --runs 1\n"
@@ -640,6 +647,15 @@ int cmd_bench(int argc, char **argv)
 				cli_err(v, "bad chunk size list (powers of two from 4096 to 1048576)");
 				return EXIT_USAGE;
 			}
+			i++;
+		} else if (strcmp(a, "--zstd-level") == 0 && v) {
+			unsigned long z = strtoul(v, &end, 10);
+
+			if (*end || z < 1 || z > 19) {
+				cli_err(v, "--zstd-level takes 1 to 19");
+				return EXIT_USAGE;
+			}
+			o.zlevel = (int)z;
 			i++;
 		} else if (strcmp(a, "--level") == 0 && v) {
 			o.level = v;
