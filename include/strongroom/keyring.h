@@ -93,7 +93,7 @@ void kr_config_default(struct kr_config *cfg);
 /* Set cfg's levels from "a,b,c" (lowest first). Names are 1..31 of
  * [a-z0-9_-], starting with a letter, all different. With two or more
  * levels the highest is uncompressed and padded to whole chunks, the others
- * compress 3 and pad_log2 4. @return 0 or -EINVAL. */
+ * compress 1 and pad_log2 4. @return 0 or -EINVAL. */
 int kr_config_set_levels(struct kr_config *cfg, const char *csv);
 
 /* Set the chunk size (a power of two, KR_CHUNK_SIZE_MIN..MAX); levels padded

@@ -595,7 +595,7 @@ TEST(levels_and_chunk_size_are_validated)
 	kr_config_default(&cfg);
 	CHECK_EQ(cfg.levels[3].compress, 0);
 	CHECK_EQ(cfg.levels[3].pad_log2, 16);
-	CHECK_EQ(cfg.levels[0].compress, 3);
+	CHECK_EQ(cfg.levels[0].compress, 1);
 	CHECK_EQ(cfg.levels[2].pad_log2, 4);
 	CHECK_EQ(kr_config_set_levels(&cfg, "low,mid,high"), 0);
 	CHECK_EQ(cfg.nlevels, 3);
@@ -666,10 +666,10 @@ TEST(subkeys_differ_by_level_and_purpose)
 #define VEC_VAULT_CONFIG   "39afaaf72478f1fd11fd9a3922b01e59fc242cfd58a3a3065d5ac926727a06d5"
 #define VEC_CONFIG                                                                                 \
 	"53525641554c5400010000000000000000000000000102030405060708090a0b"                         \
-	"0c0d0e0f0000010004067075626c6963030408696e7465726e616c03040c636f"                         \
-	"6e666964656e7469616c03040a72657374726963746564001040414243444546"                         \
-	"4748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f7453b4b4fbba7e"                         \
-	"7e26ddf7523fac3529a45c5539487b988a3ca0780a453d7e36"
+	"0c0d0e0f0000010004067075626c6963010408696e7465726e616c01040c636f"                         \
+	"6e666964656e7469616c01040a72657374726963746564001040414243444546"                         \
+	"4748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f3c7936c4f1551d"                         \
+	"cb3093357b16f34ca38ac4c33f4abf4ff53d204be2aa20f54b"
 #define VEC_SLOT_WRAP "28b2ec33b737a8a7a9cb4669a5290da839ab55c998c27b33aa849b964f3101c5"
 #define VEC_SLOT                                                                                   \
 	"53524b534c4f54000100010000000000000102030405060708090a0b0c0d0e0f"                         \
