@@ -81,6 +81,7 @@ struct kr_keyring {
 	uint32_t gen[KR_MAX_LEVELS];	  /* key bag generation in use, 0 = root */
 	uint32_t next_gen[KR_MAX_LEVELS]; /* rotation in progress to this, or 0 */
 	bool roots_gone;		  /* kr_keyring_forget_roots was called */
+	uint32_t forgotten;		  /* levels wiped by kr_level_forget (atomic) */
 	struct kr_secure *sec; /* owned; sodium_malloc */
 };
 

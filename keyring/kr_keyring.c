@@ -367,7 +367,8 @@ unsigned kr_keyring_ceiling(const struct kr_keyring *kr)
 
 bool kr_level_held(const struct kr_keyring *kr, unsigned level)
 {
-	return level <= kr->ceiling && level < kr->cfg.nlevels;
+	return level <= kr->ceiling && level < kr->cfg.nlevels &&
+	       !(__atomic_load_n(&kr->forgotten, __ATOMIC_ACQUIRE) & (1u << level));
 }
 
 int kr_keyring_slot(const struct kr_keyring *kr)

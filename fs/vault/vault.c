@@ -427,7 +427,9 @@ int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, s
 		r = v->tree_fd;
 		goto out;
 	}
-	r = root_load(v);
+	r = vault_watch_init(v);
+	if (r == 0)
+		r = root_load(v);
 	if (r == 0)
 		r = vault_policy_load(v);
 out:
@@ -504,6 +506,7 @@ int vault_close(struct vault *v)
 		dcache_remove(v, d);
 	pthread_mutex_unlock(&v->dcache_lock);
 	vault_policy_free(v);
+	vault_watch_free(v);
 	dir_free(v->root);
 	if (v->tree_fd >= 0)
 		store_close(v->tree_fd);

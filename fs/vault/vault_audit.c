@@ -192,6 +192,7 @@ static int audit_emit(struct vault *v, const struct audit_event *ev)
 	if (r == 0) {
 		if (__atomic_exchange_n(&a->failing, 0, __ATOMIC_ACQ_REL))
 			fprintf(stderr, "strongroom: %s: audit records are written again\n", a->dir);
+		vault_watch_event(v, ev); /* alert rules (vault_watch.c) */
 		return 0;
 	}
 	if (!__atomic_exchange_n(&a->failing, 1, __ATOMIC_ACQ_REL))
@@ -235,6 +236,11 @@ static int audit_emit_caller(struct vault *v, const struct vault_caller *c, stru
 	ev->user = user;
 	ev->process = proc;
 	return audit_emit(v, ev);
+}
+
+int vault_audit_emit(struct vault *v, const struct vault_caller *c, struct audit_event *ev)
+{
+	return v->audit ? audit_emit_caller(v, c, ev) : 0;
 }
 
 /* A denial or an integrity failure of operation what on path. */

@@ -101,6 +101,11 @@ retry:
 	if (of) {
 		of->refs++;
 		pthread_mutex_unlock(&v->files_lock);
+		if (vault_watch_file_locked(v, of->f)) {
+			/* Its level was locked while it was open (vault_watch.c). */
+			(void)vault_ofile_put(v, of, -1, NULL);
+			return -ENOKEY;
+		}
 		*out = of;
 		return 0;
 	}
@@ -181,6 +186,8 @@ int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const ch
 	}
 	of->state = VAULT_OF_CLOSING;
 	pthread_mutex_unlock(&v->files_lock);
+	if (dirfd >= 0 && vault_watch_file_locked(v, of->f))
+		dirfd = -1; /* no compaction under a wiped key (vault_watch.c) */
 
 	if (dirfd >= 0 && !vault_ro(v) && vf_needs_compaction(of->f) &&
 	    store_fstatat(dirfd, sname, &st) == 0 && st.st_dev == of->dev &&
@@ -1034,6 +1041,9 @@ int vault_open_file(struct vault *v, const struct vault_caller *c, const char *p
 	*out = NULL;
 	if (vault_ro(v) && (flags_write(flags) || (flags & O_TRUNC)))
 		return -EROFS;
+	r = vault_watch_open_check(v, c); /* a frozen user */
+	if (r < 0)
+		return vault_audit_opened(v, c, path, flags, false, r, out);
 	pthread_rwlock_rdlock(&v->ns);
 	r = vault_loc_get_as(v, c, path, &loc);
 	if (r == 0) {
@@ -1058,6 +1068,9 @@ int vault_create(struct vault *v, const struct vault_caller *c, const char *path
 	*out = NULL;
 	if (vault_ro(v))
 		return -EROFS;
+	r = vault_watch_open_check(v, c); /* a frozen user */
+	if (r < 0)
+		return vault_audit_opened(v, c, path, flags, true, r, out);
 	pthread_rwlock_wrlock(&v->ns);
 	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
@@ -1100,9 +1113,16 @@ unlock:
 
 ssize_t vault_read(struct vault_handle *h, void *buf, size_t n, uint64_t off)
 {
+	ssize_t r;
+
 	if ((h->flags & O_ACCMODE) == O_WRONLY)
 		return -EBADF;
-	return vault_audit_read(h, off, vf_read(h->of->f, buf, n, off));
+	r = vault_watch_enter(h); /* a locked level */
+	if (r < 0)
+		return vault_audit_read(h, off, r);
+	r = vault_audit_read(h, off, vf_read(h->of->f, buf, n, off));
+	vault_watch_leave(h);
+	return r;
 }
 
 ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t off)
@@ -1114,14 +1134,21 @@ ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t 
 		return -EBADF;
 	if (vault_ro(h->v))
 		return -EROFS;
-	if (!(h->flags & O_APPEND))
-		return vault_audit_write(h, off, vf_write(h->of->f, buf, n, off));
+	r = vault_watch_enter(h); /* a locked level */
+	if (r < 0)
+		return vault_audit_write(h, off, r);
+	if (!(h->flags & O_APPEND)) {
+		r = vault_audit_write(h, off, vf_write(h->of->f, buf, n, off));
+		vault_watch_leave(h);
+		return r;
+	}
 	/* O_APPEND: the end of file and the write are one step. */
 	pthread_mutex_lock(&h->of->append_lock);
 	r = vf_getattr(h->of->f, &a);
 	if (r == 0)
 		r = vault_audit_write(h, a.size, vf_write(h->of->f, buf, n, a.size));
 	pthread_mutex_unlock(&h->of->append_lock);
+	vault_watch_leave(h);
 	return r;
 }
 
@@ -1129,9 +1156,16 @@ int vault_ftruncate(struct vault_handle *h, uint64_t size)
 {
 	if (vault_ro(h->v))
 		return -EROFS;
+	int r;
+
 	if (!flags_write(h->flags))
 		return -EBADF;
-	return vault_audit_ftruncate(h, size, vf_truncate(h->of->f, size));
+	r = vault_watch_enter(h);
+	if (r < 0)
+		return vault_audit_ftruncate(h, size, r);
+	r = vault_audit_ftruncate(h, size, vf_truncate(h->of->f, size));
+	vault_watch_leave(h);
+	return r;
 }
 
 int vault_flush(struct vault_handle *h)
@@ -1142,18 +1176,32 @@ int vault_flush(struct vault_handle *h)
 
 int vault_fsync(struct vault_handle *h, bool datasync)
 {
+	int r;
+
 	if (vault_ro(h->v))
 		return 0;
-	return vf_fsync(h->of->f, datasync);
+	r = vault_watch_enter(h);
+	if (r < 0)
+		return r;
+	r = vf_fsync(h->of->f, datasync);
+	vault_watch_leave(h);
+	return r;
 }
 
 int vault_fallocate(struct vault_handle *h, int mode, uint64_t off, uint64_t len)
 {
 	if (vault_ro(h->v))
 		return -EROFS;
+	int r;
+
 	if (!flags_write(h->flags))
 		return -EBADF;
-	return vf_fallocate(h->of->f, mode, off, len);
+	r = vault_watch_enter(h);
+	if (r < 0)
+		return r;
+	r = vf_fallocate(h->of->f, mode, off, len);
+	vault_watch_leave(h);
+	return r;
 }
 
 off_t vault_lseek(struct vault_handle *h, off_t off, int whence)

@@ -112,6 +112,7 @@ int vault_policy_load(struct vault *v)
 	}
 	pol_free(v->policy);
 	v->policy = p;
+	vault_watch_rules_load(v);
 out:
 	free(buf);
 	return r;

@@ -197,6 +197,35 @@ int kr_rotate_finish(const char *store, struct kr_keyring *kr, unsigned level)
  * rotate. */
 void kr_keyring_forget_roots(struct kr_keyring *kr);
 
+/* Locking one level of a running driver (kr_lock.c, strongroom lock).
+ * Forget: wipe the level's keys in use, root and next keys and subkeys from
+ * kr; kr_level_held() is false for it from then on and kr_level_subkey()
+ * gives NULL. Pointers handed out before now point at zeroes: the caller
+ * must first stop every user of them. @return 0, -ENOKEY if not held. */
+int kr_level_forget(struct kr_keyring *kr, unsigned level);
+/* True if kr_level_forget wiped this level (and no restore since). */
+bool kr_level_forgotten(const struct kr_keyring *kr, unsigned level);
+/* Give a forgotten level back: copy its key in use and subkeys from a
+ * keyring freshly unlocked from the same store (from, borrowed). @return 0,
+ * -ENOKEY if from does not hold the level, -EXDEV if from is of another
+ * vault, -ESTALE if from uses another key generation (a rotation since the
+ * mount), -EINVAL if the level was not forgotten. */
+int kr_level_restore(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
+	__attribute__((warn_unused_result));
+
+/* Passphrase quality (kr_quality.c): init, passwd and keyslot add refuse a
+ * new passphrase below a length floor or an entropy estimate. */
+#define KR_PASS_MIN_CHARS 12
+#define KR_PASS_MIN_BITS 50
+struct kr_pass_quality {
+	double bits;	    /* entropy estimate */
+	size_t chars;	    /* characters (UTF-8 sequences count as one) */
+	const char *reason; /* why it is weak, static; NULL if acceptable */
+};
+/* Judge a new passphrase. @return 0 if acceptable, -EINVAL if weak
+ * (q->reason says why). q may be NULL. */
+int kr_pass_check(const char *pass, size_t len, struct kr_pass_quality *q);
+
 /* Parse a typed recovery text (case-insensitive, dashes and spaces ignored,
  * O->0, I/L->1). @return 0, or -EINVAL if malformed, -EBADMSG if the check
  * group does not match (a typo). raw receives the 20 key bytes. */

@@ -93,5 +93,11 @@ int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_level(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+/* Incident response (cmd_watch.c, cmd_report.c). */
+int cmd_freeze(int argc, char **argv);
+int cmd_unfreeze(int argc, char **argv);
+int cmd_lock(int argc, char **argv);
+int cmd_unlock(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 #endif

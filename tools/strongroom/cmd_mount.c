@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "control.h"
 #include "strongroom/frontend.h"
 #include "strongroom/keyring.h"
 #include "strongroom/vault.h"
@@ -391,6 +392,7 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	struct vault *v = NULL;
 	struct fe_runtime *rt = NULL;
 	struct fe_options fo = {0};
+	struct ctl_server *ctl = NULL;
 	char runtime_path[PATH_MAX] = "";
 	char log_path[PATH_MAX] = "";
 	int lock_fd = -1, log_fd = -1, rc, err;
@@ -448,6 +450,11 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 		if (fe_runtime_write(rt, runtime_path) != 0)
 			runtime_path[0] = '\0'; /* status then shows no pid */
 	}
+	/* freeze, lock, unlock and status talk to us here (control.h). */
+	err = ctl_server_start(v, kr, a->store, a->mountpoint, &ctl);
+	if (err)
+		fprintf(stderr, "strongroom: %s: warning: no control channel: %s\n", a->store,
+			strerror(-err));
 
 	fo.mountpoint = a->mountpoint;
 	fo.fsname = a->store;
@@ -464,6 +471,7 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 out:
 	if (ready_fd >= 0)
 		close(ready_fd);
+	ctl_server_stop(ctl);
 	if (v) {
 		err = vault_close(v);
 		if (err) {

@@ -8,6 +8,11 @@
  * --json prints one array of objects:
  *   [{"mountpoint": "...", "store": "...", "pid": 123, "read_only": false,
  *     "state": "running", "log": "..."}]
+ *
+ * With a MOUNTPOINT, and only then, it also asks that driver over its
+ * control channel (control.h, two seconds at most; root or the admin group)
+ * for its unlocked and locked levels, open files, frozen users and audit
+ * state: indented lines after the row, or a "watch" object in JSON.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,7 +20,45 @@
 #include <string.h>
 
 #include "cli.h"
+#include "control.h"
 #include "strongroom/frontend.h"
+
+#define ST_CONTROL_TIMEOUT_SEC 2
+
+/* The driver's own report (control.c "status"): key=value lines. */
+static void st_watch(const char *mountpoint, bool json)
+{
+	char reply[CTL_REPLY_MAX], *line, *save = NULL;
+	bool first = true;
+
+	if (ctl_request(mountpoint, "status", NULL, 0, reply, sizeof(reply),
+			ST_CONTROL_TIMEOUT_SEC) != 0)
+		return;
+	if (json)
+		printf(", \"watch\": {");
+	for (line = strtok_r(reply, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strchr(line, '=');
+
+		if (!eq)
+			continue;
+		*eq = '\0';
+		if (json) {
+			printf("%s\"%s\": \"", first ? "" : ", ", line);
+			for (const char *p = eq + 1; *p; p++)
+				if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+					putchar(*p);
+			printf("\"");
+		} else {
+			for (char *p = line; *p; p++)
+				if (*p == '_')
+					*p = ' ';
+			printf("  %s: %s\n", line, eq[1] ? eq + 1 : "-");
+		}
+		first = false;
+	}
+	if (json)
+		printf("}");
+}
 
 struct st_ctx {
 	const char *only; /* canonical mount point, or NULL for all */
@@ -61,6 +104,8 @@ static int st_print(const struct fe_mount *m, void *arg)
 			st_json_string(rt.log);
 		else
 			printf("null");
+		if (have && ctx->only)
+			st_watch(m->mountpoint, true);
 		printf("}");
 	} else {
 		if (ctx->count == 0)
@@ -69,6 +114,8 @@ static int st_print(const struct fe_mount *m, void *arg)
 		if (have)
 			printf("%-30s %-30s %8ld  %-4s %s\n", m->mountpoint, m->source,
 			       (long)rt.pid, ro ? "ro" : "rw", "running");
+		if (have && ctx->only)
+			st_watch(m->mountpoint, false);
 		else
 			printf("%-30s %-30s %8s  %-4s %s\n", m->mountpoint, m->source, "-",
 			       ro ? "ro" : "rw", "dead");

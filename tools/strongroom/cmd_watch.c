@@ -1,0 +1,199 @@
+/* cmd_watch.c - strongroom freeze|unfreeze MOUNTPOINT USER,
+ *               strongroom lock MOUNTPOINT --level L,
+ *               strongroom unlock MOUNTPOINT [--passphrase-file F | --extpass CMD |
+ *                                             --recovery-key-file F]
+ *
+ * Incident response on a mounted vault, through its driver's control
+ * channel (control.h): only root or the vault's admin group is served, and
+ * the driver records each action in the audit trail. USER is a name or a
+ * numeric uid. unlock reads the secret like every other command (never from
+ * argv) and hands it to the driver, which unlocks the store with it and
+ * takes back every locked level that secret's keyslot holds.
+ *
+ * Exit codes (cli.h): 0 done; 2 usage; 3 the secret opens no keyslot;
+ * 5 not a mounted vault, or its driver does not answer; 1 refused or failed
+ * (the driver's reason is printed).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cli.h"
+#include "control.h"
+#include "strongroom/frontend.h"
+
+/* unlock runs Argon2id in the driver: time enough for a slow machine. */
+#define WT_TIMEOUT_SEC 120
+
+/* The canonical mount point of a mounted vault, or an exit code. */
+static int wt_mountpoint(const char *arg, char canon[PATH_MAX])
+{
+	struct fe_mount m;
+
+	if (!realpath(arg, canon)) {
+		cli_err(arg, "%s", strerror(errno));
+		return EXIT_MOUNTPOINT;
+	}
+	if (fe_mount_find(canon, &m) != 0 || strcmp(m.fstype, FE_FSTYPE) != 0) {
+		cli_err(arg, "not a mounted vault");
+		return EXIT_MOUNTPOINT;
+	}
+	return EXIT_OK;
+}
+
+/* Send req (and a secret) to the driver of mp; print its answer. */
+static int wt_send(const char *arg, const char *mp, const char *req, const char *secret,
+		   size_t len, bool quiet)
+{
+	char reply[CTL_REPLY_MAX];
+	int r = ctl_request(mp, req, secret, len, reply, sizeof(reply), WT_TIMEOUT_SEC);
+
+	if (r == 0) {
+		if (!quiet)
+			printf("%s\n", reply[2] == ' ' ? reply + 3 : reply);
+		return EXIT_OK;
+	}
+	if (r == -ENOENT || r == -ECONNREFUSED || r == -ECONNRESET || r == -EAGAIN) {
+		cli_err(arg, "the vault's driver does not answer on its control channel");
+		return EXIT_MOUNTPOINT;
+	}
+	if (r == -EACCES) {
+		cli_err(arg, "cannot reach the control channel: %s", strerror(-r));
+		return EXIT_FAIL;
+	}
+	cli_err(arg, "%s", reply[0] ? reply : strerror(-r));
+	return r == -EKEYREJECTED ? EXIT_BADSECRET : EXIT_FAIL;
+}
+
+static int wt_user(const char *name, uid_t *uid)
+{
+	struct passwd *pw = getpwnam(name);
+	char *end;
+	unsigned long u;
+
+	if (pw) {
+		*uid = pw->pw_uid;
+		return 0;
+	}
+	errno = 0;
+	u = strtoul(name, &end, 10);
+	if (errno || end == name || *end || u > 0xfffffffeul)
+		return -ENOENT;
+	*uid = (uid_t)u;
+	return 0;
+}
+
+static int wt_freeze(int argc, char **argv, bool on)
+{
+	char mp[PATH_MAX], req[64];
+	uid_t uid;
+	int rc;
+
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		printf("Usage: strongroom %s MOUNTPOINT USER\n", argv[0]);
+		return EXIT_OK;
+	}
+	if (argc != 3) {
+		cli_err(argv[0], "usage: strongroom %s MOUNTPOINT USER", argv[0]);
+		return EXIT_USAGE;
+	}
+	if (wt_user(argv[2], &uid) != 0) {
+		cli_err(argv[2], "no such user");
+		return EXIT_USAGE;
+	}
+	rc = wt_mountpoint(argv[1], mp);
+	if (rc != EXIT_OK)
+		return rc;
+	snprintf(req, sizeof(req), "%s %u", on ? "freeze" : "unfreeze", (unsigned)uid);
+	return wt_send(argv[1], mp, req, NULL, 0, false);
+}
+
+int cmd_freeze(int argc, char **argv)
+{
+	return wt_freeze(argc, argv, true);
+}
+
+int cmd_unfreeze(int argc, char **argv)
+{
+	return wt_freeze(argc, argv, false);
+}
+
+int cmd_lock(int argc, char **argv)
+{
+	const char *arg = NULL, *level = NULL;
+	char mp[PATH_MAX], req[128];
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0) {
+			printf("Usage: strongroom lock MOUNTPOINT --level LEVEL\n");
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--level") == 0 && i + 1 < argc) {
+			level = argv[++i];
+		} else if (strncmp(argv[i], "--level=", 8) == 0) {
+			level = argv[i] + 8;
+		} else if (argv[i][0] != '-' && !arg) {
+			arg = argv[i];
+		} else {
+			cli_err(argv[i], "unexpected argument to lock");
+			return EXIT_USAGE;
+		}
+	}
+	if (!arg || !level || !*level || strchr(level, ' ') || strlen(level) > KR_LEVEL_NAME_MAX) {
+		cli_err("lock", "usage: strongroom lock MOUNTPOINT --level LEVEL");
+		return EXIT_USAGE;
+	}
+	rc = wt_mountpoint(arg, mp);
+	if (rc != EXIT_OK)
+		return rc;
+	snprintf(req, sizeof(req), "lock %s", level);
+	return wt_send(arg, mp, req, NULL, 0, false);
+}
+
+int cmd_unlock(int argc, char **argv)
+{
+	struct cli_secret_opts so = { 0 };
+	struct cli_secret s = { 0 };
+	const char *arg = NULL;
+	char mp[PATH_MAX];
+	int rc;
+
+	for (int i = 1; i < argc; i++) {
+		int r = cli_secret_opt(&so, argc, argv, &i);
+
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r > 0)
+			continue;
+		if (strcmp(argv[i], "--help") == 0) {
+			printf("Usage: strongroom unlock MOUNTPOINT [--passphrase-file F | --extpass CMD "
+			       "| --recovery-key-file F]\n");
+			return EXIT_OK;
+		}
+		if (argv[i][0] != '-' && !arg) {
+			arg = argv[i];
+			continue;
+		}
+		cli_err(argv[i], "unexpected argument to unlock");
+		return EXIT_USAGE;
+	}
+	if (!arg) {
+		cli_err("unlock", "usage: strongroom unlock MOUNTPOINT [secret options]");
+		return EXIT_USAGE;
+	}
+	rc = wt_mountpoint(arg, mp);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cli_secret_read(arg, &so, false, &s);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = wt_send(arg, mp, s.kind == KR_SECRET_RECOVERY ? "unlock recovery" : "unlock passphrase",
+		     s.bytes, s.len, false);
+	cli_secret_free(&s);
+	return rc;
+}
