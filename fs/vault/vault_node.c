@@ -958,8 +958,12 @@ int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path,
 		return -EROFS;
 	if (type == 0)
 		type = S_IFREG;
-	if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK)
-		return vault_audit_path(v, c, 0, path, NULL, "mknod of a device", -EPERM); /* no place in a vault */
+	/* Device nodes are kept like fifos (a sealed mode and rdev, no content);
+	 * the kernel mounts FUSE nodev, so they never open a device, and only a
+	 * caller with CAP_MKNOD gets this far. */
+	if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK && type != S_IFBLK &&
+	    type != S_IFCHR)
+		return vault_audit_path(v, c, 0, path, NULL, "mknod", -EINVAL);
 	pthread_rwlock_wrlock(&v->ns);
 	r = vault_loc_get_as(v, c, path, &loc);
 	if (r < 0)
@@ -967,6 +971,8 @@ int vault_mknod(struct vault *v, const struct vault_caller *c, const char *path,
 	r = node_make(v, c, &loc, type, mode & 07777, &f);
 	if (r < 0)
 		goto out;
+	if (type == S_IFBLK || type == S_IFCHR)
+		(void)vf_set_rdev(f, (uint32_t)rdev);
 	r = vf_close(f);
 	if (r < 0) {
 		(void)store_unlinkat(loc.dir->fd, loc.sn.name, 0);

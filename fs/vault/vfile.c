@@ -1346,6 +1346,17 @@ int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid)
 	return rc;
 }
 
+int vf_set_rdev(struct vf_file *f, uint32_t rdev)
+{
+	if (!f->writable)
+		return -EBADF;
+	pthread_rwlock_wrlock(&f->lock);
+	f->rdev = rdev;
+	f->dirty_meta = true;
+	pthread_rwlock_unlock(&f->lock);
+	return 0;
+}
+
 int vf_fd(struct vf_file *f)
 {
 	return f->fd;

@@ -63,6 +63,8 @@ off_t vf_lseek(struct vf_file *f, off_t off, int whence);
 int vf_getattr(struct vf_file *f, struct vf_attr *a);
 /* Change mode (permission bits only), uid, gid; (uint32_t)-1 leaves one. */
 int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid);
+/* Device number of a device node (sealed at the next seal or close). */
+int vf_set_rdev(struct vf_file *f, uint32_t rdev);
 /* The store fd (for fstat, futimens, flock by the caller). Borrowed. */
 int vf_fd(struct vf_file *f);
 

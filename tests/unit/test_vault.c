@@ -688,7 +688,7 @@ TEST(hard_link_shares_inode_content_and_link_count)
 	fx_free(&f);
 }
 
-TEST(mknod_makes_a_fifo_and_refuses_device_nodes)
+TEST(mknod_makes_fifos_sockets_and_device_nodes_with_their_numbers)
 {
 	struct fx f;
 	struct stat st;
@@ -701,7 +701,15 @@ TEST(mknod_makes_a_fifo_and_refuses_device_nodes)
 	CHECK_EQ(vault_mknod(f.v, &caller, "/sock", S_IFSOCK | 0600, 0), 0);
 	CHECK_EQ(vault_getattr(f.v, &caller, "/sock", &st), 0);
 	CHECK(S_ISSOCK(st.st_mode));
-	CHECK_EQ(vault_mknod(f.v, &caller, "/dev", S_IFCHR | 0600, makedev(1, 3)), -EPERM);
+	CHECK_EQ(vault_mknod(f.v, &caller, "/dev", S_IFCHR | 0600, makedev(1, 3)), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/dev", &st), 0);
+	CHECK(S_ISCHR(st.st_mode));
+	CHECK_EQ(major(st.st_rdev), 1);
+	CHECK_EQ(minor(st.st_rdev), 3);
+	CHECK_EQ(vault_mknod(f.v, &caller, "/blk", S_IFBLK | 0600, makedev(8, 1)), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/blk", &st), 0);
+	CHECK(S_ISBLK(st.st_mode));
+	CHECK_EQ(minor(st.st_rdev), 1);
 	fx_free(&f);
 }
 
@@ -1502,7 +1510,7 @@ int main(void)
 	RUN(reader_keeps_the_old_bytes_when_a_file_is_renamed_over);
 	RUN(symlink_stores_its_target_and_readlink_returns_it);
 	RUN(hard_link_shares_inode_content_and_link_count);
-	RUN(mknod_makes_a_fifo_and_refuses_device_nodes);
+	RUN(mknod_makes_fifos_sockets_and_device_nodes_with_their_numbers);
 	RUN(xattrs_on_files_and_directories_set_get_list_remove);
 	RUN(level_xattr_reads_the_level_name_and_is_not_listed);
 	RUN(empty_directory_can_be_classified_and_new_entries_inherit_its_level);
