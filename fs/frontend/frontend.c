@@ -32,7 +32,7 @@
  * 5. The kernel keeps an inode's cached pages across an open only if its
  *    size, mtime and ctime are what they were when its last handle closed
  *    (the driver is the only writer, so nothing else can change them).
- * 6. Integrity failures (-EBADMSG) leave as EIO and locked levels (-ENOKEY)
+ * 6. Integrity failures (-EBADMSG, -EUCLEAN) leave as EIO and locked levels (-ENOKEY)
  *    as EACCES (fe_errno); the vault has recorded the cause before that.
  */
 #define FUSE_USE_VERSION 314
@@ -177,7 +177,7 @@ static const struct vault_caller *fe_caller_open(fuse_req_t req, struct fe_calle
 /* Invariant 6. Returns a positive errno for fuse_reply_err. */
 static int fe_errno(long err)
 {
-	if (err == -EBADMSG)
+	if (err == -EBADMSG || err == -EUCLEAN) /* edited or malformed store bytes */
 		return EIO;
 	if (err == -ENOKEY)
 		return EACCES;
