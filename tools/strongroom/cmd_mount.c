@@ -180,8 +180,8 @@ static int mnt_args_parse(int argc, char **argv, struct mnt_args *a)
 	return EXIT_OK;
 }
 
-/* The mount point must exist, be a directory, be empty, and not be a mount
- * already. Fills a->mountpoint. */
+/* The mount point must exist, be a directory outside the store, be empty,
+ * and not be a mount already. Fills a->mountpoint. */
 static int mnt_mountpoint_check(struct mnt_args *a)
 {
 	const char *arg = a->mountpoint_arg;
@@ -206,6 +206,13 @@ static int mnt_mountpoint_check(struct mnt_args *a)
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		cli_err(arg, "mount point is not a directory");
+		return EXIT_MOUNTPOINT;
+	}
+	/* Plaintext inside the store would reach every backup of it. */
+	size_t sl = strlen(a->store);
+	if (strncmp(a->mountpoint, a->store, sl) == 0 &&
+	    (a->mountpoint[sl] == '/' || a->mountpoint[sl] == '\0')) {
+		cli_err(arg, "mount point is inside the store %s", a->store);
 		return EXIT_MOUNTPOINT;
 	}
 	if (fe_mount_find(a->mountpoint, &m) == 0) {
