@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pol_internal.h"
 #include "strongroom/policy.h"
 
 #define COMPILED_MAGIC "strongroom-policy 1"
@@ -306,7 +307,7 @@ static int groups_parse(struct pol_role *role, const char *s, size_t n, unsigned
 	return 0;
 }
 
-enum section { SEC_NONE, SEC_VAULT, SEC_ROLE, SEC_FOLDER };
+enum section { SEC_NONE, SEC_VAULT, SEC_ROLE, SEC_FOLDER, SEC_ALERT };
 
 /* One "key = value" line of pass 1 (definitions). */
 static int def_line(struct pol_policy *p, enum section sec, int cur, const char *k, size_t kn,
@@ -341,6 +342,13 @@ static int def_line(struct pol_policy *p, enum section sec, int cur, const char 
 			p->default_clearance = lv;
 			return 0;
 		}
+		{
+			char why[POL_ERR_BYTES];
+
+			lv = pol_vault_setting(p, k, kn, val, vn, why, sizeof(why));
+			if (lv != -ENOENT)
+				return lv < 0 ? err_set(err, line, lv, "%s", why) : 0;
+		}
 		return err_set(err, line, -EINVAL, "unknown setting \"%.*s\" in [vault]",
 			       (int)(kn > 64 ? 64 : kn), k);
 	case SEC_ROLE: {
@@ -359,8 +367,21 @@ static int def_line(struct pol_policy *p, enum section sec, int cur, const char 
 			role->clearance = lv;
 			return 0;
 		}
+		{
+			char why[POL_ERR_BYTES];
+
+			lv = pol_role_setting(p, role, k, kn, val, vn, why, sizeof(why));
+			if (lv != -ENOENT)
+				return lv < 0 ? err_set(err, line, lv, "%s", why) : 0;
+		}
 		return err_set(err, line, -EINVAL, "unknown setting \"%.*s\" in [role %s]",
 			       (int)(kn > 64 ? 64 : kn), k, role->name);
+	}
+	case SEC_ALERT: {
+		char why[POL_ERR_BYTES];
+
+		lv = pol_alert_setting(p, &p->alerts[cur], k, kn, val, vn, why, sizeof(why));
+		return lv < 0 ? err_set(err, line, lv, "%s", why) : 0;
 	}
 	case SEC_FOLDER: {
 		struct pol_folder *f = &p->folders[cur];
@@ -440,6 +461,19 @@ static int section_line(struct pol_policy *p, const char *s, size_t n, unsigned 
 			return err_set(err, line, r, "out of memory");
 		*cur = (int)p->nfolders - 1;
 		*sec = SEC_FOLDER;
+		return 0;
+	}
+	if (inl > 6 && memcmp(in, "alert", 5) == 0 && (in[5] == ' ' || in[5] == '\t')) {
+		char why[POL_ERR_BYTES];
+
+		arg = in + 6;
+		an = inl - 6;
+		trim(&arg, &an);
+		r = pol_alert_add(p, arg, an, line, why, sizeof(why));
+		if (r < 0)
+			return err_set(err, line, r, "%s", why);
+		*cur = r;
+		*sec = SEC_ALERT;
 		return 0;
 	}
 	return err_set(err, line, -EINVAL, "unknown section \"[%.*s]\"", (int)(inl > 64 ? 64 : inl),
@@ -546,6 +580,16 @@ int pol_parse(const char *text, size_t len, const char *const *levels, unsigned 
 		if (p->roles[i].clearance == POL_NONE) {
 			r = err_set(err, p->roles[i].line, -EINVAL, "role %s has no clearance",
 				    p->roles[i].name);
+			goto fail;
+		}
+	}
+	{
+		unsigned wl = 0;
+		char why[POL_ERR_BYTES];
+
+		r = pol_watch_check(p, &wl, why, sizeof(why));
+		if (r < 0) {
+			r = err_set(err, wl, r, "%s", why);
 			goto fail;
 		}
 	}
@@ -682,6 +726,9 @@ ssize_t pol_compile(const struct pol_policy *p, char *out, size_t cap)
 		}
 		out_str(&o, "\n");
 	}
+	/* Working hours and alert rules (pol_watch.c). */
+	o.len += pol_watch_compile(p, out && o.len < cap ? out + o.len : NULL,
+				   out && o.len < cap ? cap - o.len : 0);
 	if (out && o.len > cap)
 		return -ENOSPC;
 	return (ssize_t)o.len;
@@ -881,6 +928,13 @@ static int compiled_line(struct pol_policy *p, const char *s, size_t n, unsigned
 		if (s < end)
 			return err_set(err, line, -EUCLEAN, "bad folder record");
 		return 0;
+	}
+	{
+		char why[POL_ERR_BYTES];
+
+		r = pol_watch_compiled_line(p, f, fn, s, (size_t)(end - s), why, sizeof(why));
+		if (r != -ENOENT)
+			return r < 0 ? err_set(err, line, r, "%s", why) : 0;
 	}
 	return err_set(err, line, -EUCLEAN, "unknown record");
 }

@@ -271,6 +271,11 @@ void vault_watch_leave(struct vault_handle *h);
 /* True if f's level is locked (the open-file table neither hands it out
  * nor compacts it). */
 bool vault_watch_file_locked(struct vault *v, struct vf_file *f);
+/* The local time now into *w if some role of p has working hours, else
+ * NULL (clearance then does not depend on the time). */
+struct pol_when;
+struct pol_policy;
+const struct pol_when *vault_watch_when(const struct pol_policy *p, struct pol_when *w);
 /* Copy the alert rules of v->policy (v->ns held). */
 void vault_watch_rules_load(struct vault *v);
 /* Every record written to the trail passes here (no vault lock held but

@@ -149,11 +149,12 @@ int vault_policy_check(struct vault *v, const struct vault_caller *c, const char
 		       unsigned level)
 {
 	struct pol_caller pc;
+	struct pol_when when;
 
 	if (!v->policy || !c)
 		return 0;
 	pc = caller_of(c);
-	if (pol_may_open(v->policy, &pc, top_level(v), level))
+	if (pol_may_open_at(v->policy, &pc, top_level(v), level, vault_watch_when(v->policy, &when)))
 		return 0;
 	vault_policy_denied(v, c, path, level);
 	return -EACCES;
@@ -787,6 +788,7 @@ static int policy_set(struct vault *v, const struct vault_caller *c, const char 
 	pol_free(v->policy);
 	v->policy = p;
 	p = NULL;
+	vault_watch_rules_load(v); /* its alert rules (vault_watch.c) */
 out:
 	pthread_rwlock_unlock(&v->ns);
 	free(blob);

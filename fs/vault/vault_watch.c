@@ -390,14 +390,410 @@ void vault_watch_status(struct vault *v, struct vault_watch_status *st)
 
 /* ---- alert rules ---- */
 
+const struct pol_when *vault_watch_when(const struct pol_policy *p, struct pol_when *w)
+{
+	struct tm tm;
+	time_t t;
+	bool any = false;
+
+	for (unsigned i = 0; p && i < p->nroles && !any; i++)
+		any = p->roles[i].hours.days != 0;
+	if (!any)
+		return NULL;
+	t = time(NULL);
+	if (!localtime_r(&t, &tm))
+		return NULL;
+	w->wday = tm.tm_wday;
+	w->minute = tm.tm_hour * 60 + tm.tm_min;
+	return w;
+}
+
 void vault_watch_rules_load(struct vault *v)
 {
-	(void)v;
+	struct vault_watch *w = v->watch;
+	const struct pol_policy *p = v->policy;
+	struct pol_alert *rules = NULL;
+	unsigned n = p ? p->nalerts : 0;
+
+	if (!w)
+		return;
+	if (n) {
+		rules = calloc(n, sizeof(*rules));
+		if (!rules) {
+			fprintf(stderr, "strongroom: alert rules not loaded: out of memory\n");
+			n = 0;
+		} else {
+			memcpy(rules, p->alerts, n * sizeof(*rules));
+		}
+	}
+	pthread_mutex_lock(&w->lock);
+	free(w->rules);
+	w->rules = rules;
+	snprintf(w->hook, sizeof(w->hook), "%s", p ? p->on_alert : "");
+	memset(w->track, 0, sizeof(w->track));
+	__atomic_store_n(&w->nrules, n, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* One alert on its way out (built under w->lock, raised without it). */
+struct watch_alert {
+	unsigned rule;
+	char name[POL_NAME_MAX + 1];
+	const char *kind;
+	bool freeze;
+	uint64_t time_us;
+	struct vault_caller who;
+	char user[AUDIT_NAME_MAX + 1];
+	char process[AUDIT_NAME_MAX + 1];
+	char path[AUDIT_PATH_MAX + 1];
+	char level[AUDIT_LEVEL_MAX + 1];
+	char detail[512];
+	char hook[POL_PATH_MAX + 1];
+};
+
+#define WATCH_ALERTS_PER_EVENT 4
+
+static uint64_t path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; s && *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* The tracker of (rule, uid), its window restarted if it has passed. */
+static struct watch_track *track_get(struct vault_watch *w, unsigned rule, uint32_t uid,
+				     uint64_t now, uint32_t window_sec)
+{
+	struct watch_track *t = NULL, *oldest = &w->track[0];
+	uint64_t win = (uint64_t)(window_sec ? window_sec : 60) * 1000000u;
+
+	for (unsigned i = 0; i < WATCH_TRACK_MAX; i++) {
+		struct watch_track *x = &w->track[i];
+
+		if (x->used && x->rule == rule && x->uid == uid) {
+			t = x;
+			break;
+		}
+		if (!x->used || (oldest->used && x->start_us < oldest->start_us))
+			oldest = x;
+	}
+	if (!t) {
+		t = oldest;
+		memset(t, 0, sizeof(*t));
+		t->used = true;
+		t->rule = rule;
+		t->uid = uid;
+		t->start_us = now;
+	}
+	if (now - t->start_us > win || now < t->start_us) {
+		t->start_us = now;
+		t->count = t->bytes = 0;
+		t->nfiles = 0;
+		t->fired = false;
+	}
+	return t;
+}
+
+static int level_index(const struct vault *v, const char *name)
+{
+	const struct kr_config *cfg = kr_keyring_config(v->kr);
+
+	for (unsigned i = 0; name && i < cfg->nlevels; i++)
+		if (strcmp(cfg->levels[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Does rule r fire on ev? detail gets why. (w->lock held) */
+static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri, const struct audit_event *ev,
+		       uint64_t now, char *detail, size_t cap)
+{
+	const struct pol_alert *r = &w->rules[ri];
+	bool opened = (ev->type == AUDIT_EV_OPEN || ev->type == AUDIT_EV_CREATE) && ev->outcome == 0;
+	struct watch_track *t;
+	unsigned win = r->window_sec ? r->window_sec : 60;
+
+	if (r->kind == POL_ALERT_INTEGRITY) {
+		if (ev->type != AUDIT_EV_INTEGRITY)
+			return false;
+		snprintf(detail, cap, "integrity failure on %s: %s", ev->path ? ev->path : "?",
+			 ev->detail ? ev->detail : "");
+		return true;
+	}
+	if (ev->uid == 0)
+		return false; /* root's own work (and the driver's) does not count */
+	switch (r->kind) {
+	case POL_ALERT_BULK_READ:
+		if (!(opened && (ev->mode & O_ACCMODE) != O_WRONLY) &&
+		    !(ev->type == AUDIT_EV_READ_SUMMARY && ev->bytes))
+			return false;
+		t = track_get(w, ri, ev->uid, now, r->window_sec);
+		if (ev->type == AUDIT_EV_READ_SUMMARY) {
+			t->bytes += ev->bytes;
+		} else {
+			uint64_t h = path_hash(ev->path);
+			unsigned i;
+
+			for (i = 0; i < t->nfiles && t->files[i] != h; i++)
+				;
+			if (i == t->nfiles) {
+				if (t->nfiles < WATCH_FILES_MAX)
+					t->files[t->nfiles++] = h;
+				t->count++;
+			}
+		}
+		if (t->fired || !((r->files && t->count > r->files) || (r->bytes && t->bytes > r->bytes)))
+			return false;
+		t->fired = true;
+		snprintf(detail, cap,
+			 "bulk reading: %llu distinct files and %llu bytes read within %u s "
+			 "(limit: %llu files, %llu bytes)",
+			 (unsigned long long)t->count, (unsigned long long)t->bytes, win,
+			 (unsigned long long)r->files, (unsigned long long)r->bytes);
+		return true;
+	case POL_ALERT_OFF_HOURS: {
+		struct pol_when when;
+		struct tm tm;
+		time_t secs = (time_t)(now / 1000000u);
+		char hours[64];
+
+		if (!opened || !localtime_r(&secs, &tm))
+			return false;
+		when.wday = tm.tm_wday;
+		when.minute = tm.tm_hour * 60 + tm.tm_min;
+		if (pol_hours_contain(&r->hours, &when))
+			return false;
+		t = track_get(w, ri, ev->uid, now, r->window_sec);
+		if (t->fired)
+			return false;
+		t->fired = true;
+		pol_hours_format(&r->hours, hours, sizeof(hours));
+		snprintf(detail, cap, "access outside allowed hours (%s): %s at %02d:%02d",
+			 hours, ev->path ? ev->path : "?", tm.tm_hour, tm.tm_min);
+		return true;
+	}
+	case POL_ALERT_DENIALS:
+		if (ev->type != AUDIT_EV_DENIAL)
+			return false;
+		t = track_get(w, ri, ev->uid, now, r->window_sec);
+		t->count++;
+		if (t->fired || t->count <= r->count)
+			return false;
+		t->fired = true;
+		snprintf(detail, cap, "burst of denials: %llu within %u s (limit %llu), the last on %s",
+			 (unsigned long long)t->count, win, (unsigned long long)r->count,
+			 ev->path ? ev->path : "?");
+		return true;
+	case POL_ALERT_PROCESS: {
+		int lv = level_index(v, ev->level);
+		unsigned i;
+
+		if (!opened || !ev->process || (r->level != POL_NONE && lv < r->level))
+			return false;
+		for (i = 0; i < r->nprocs && strcmp(r->procs[i], ev->process) != 0; i++)
+			;
+		if (i == r->nprocs)
+			return false;
+		snprintf(detail, cap, "%s opened by a denied process (%s, pid %u)",
+			 ev->path ? ev->path : "?", ev->process, ev->pid);
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+static void json_str(char *out, size_t cap, size_t *len, const char *s)
+{
+	size_t n = *len;
+
+#define PUT(c)                                                                                     \
+	do {                                                                                       \
+		if (n + 1 < cap)                                                                   \
+			out[n] = (c);                                                              \
+		n++;                                                                               \
+	} while (0)
+	PUT('"');
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			PUT('\\');
+			PUT((char)*p);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			char u[8];
+
+			snprintf(u, sizeof(u), "\\u%04x", *p);
+			for (int i = 0; u[i]; i++)
+				PUT(u[i]);
+		} else {
+			PUT((char)*p);
+		}
+	}
+	PUT('"');
+#undef PUT
+	if (n < cap)
+		out[n] = '\0';
+	else if (cap)
+		out[cap - 1] = '\0';
+	*len = n;
+}
+
+/* The alert as one JSON object (docs/admin-guide.md "Incident response"). */
+static size_t alert_json(const struct watch_alert *a, char *out, size_t cap)
+{
+	struct tm tm;
+	time_t secs = (time_t)(a->time_us / 1000000u);
+	char when[40];
+	size_t n = 0;
+
+#define RAW(...)                                                                                   \
+	do {                                                                                       \
+		int m = snprintf(out + (n < cap ? n : cap), n < cap ? cap - n : 0, __VA_ARGS__);   \
+		if (m > 0)                                                                         \
+			n += (size_t)m;                                                            \
+	} while (0)
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	RAW("{\"event\": \"alert\", \"rule\": ");
+	json_str(out, cap, &n, a->name);
+	RAW(", \"when\": \"%s\", \"time\": \"%s.%06uZ\", \"uid\": %u, \"user\": ", a->kind, when,
+	    (unsigned)(a->time_us % 1000000u), (unsigned)a->who.uid);
+	json_str(out, cap, &n, a->user);
+	RAW(", \"pid\": %u, \"process\": ", (unsigned)a->who.pid);
+	json_str(out, cap, &n, a->process);
+	RAW(", \"path\": ");
+	json_str(out, cap, &n, a->path);
+	RAW(", \"level\": ");
+	json_str(out, cap, &n, a->level);
+	RAW(", \"action\": \"%s\", \"detail\": ", a->freeze && a->who.uid ? "freeze" : "log");
+	json_str(out, cap, &n, a->detail);
+	RAW("}\n");
+#undef RAW
+	return n < cap ? n : cap - 1;
+}
+
+/* Invariant 5: write the input, then fork twice and exec the hook. */
+static void hook_run(const char *hook, const char *json, size_t len)
+{
+	char *const argv[] = { (char *)hook, NULL };
+	char *const envp[] = { (char *)VAULT_WATCH_HOOK_PATH, (char *)"LANG=C.UTF-8", NULL };
+	int p[2], devnull;
+	pid_t child;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return;
+	if (write(p[1], json, len) != (ssize_t)len) {
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	close(p[1]);
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC); /* lint: not the store */
+	child = fork();
+	if (child == 0) {
+		/* Only async-signal-safe calls from here: we are a copy of a
+		 * threaded process. */
+		if (fork() != 0)
+			_exit(0);
+		setsid();
+		if (dup2(p[0], 0) < 0)
+			_exit(126);
+		if (devnull >= 0) {
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+		}
+		execve(hook, argv, envp);
+		_exit(127);
+	}
+	close(p[0]);
+	if (devnull >= 0)
+		close(devnull);
+	if (child > 0)
+		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
+static void alert_raise(struct vault *v, struct watch_alert *a)
+{
+	struct audit_event ev = { 0 };
+	char json[WATCH_ALERT_BYTES];
+	char detail[AUDIT_DETAIL_MAX + 1];
+	size_t n;
+
+	snprintf(detail, sizeof(detail), "rule %s (%s): %s%s", a->name, a->kind, a->detail,
+		 a->freeze && a->who.uid ? "; the user is frozen" : "");
+	ev.type = AUDIT_EV_ALERT;
+	ev.path = a->path;
+	ev.level = a->level;
+	ev.detail = detail;
+	if (vault_audit_emit(v, &a->who, &ev) < 0)
+		fprintf(stderr, "strongroom: alert %s could not be recorded in the trail\n",
+			a->name);
+	syslog(LOG_AUTHPRIV | LOG_WARNING, "strongroom alert: uid %u (%s): %s",
+	       (unsigned)a->who.uid, a->user, detail);
+	if (a->freeze && a->who.uid && !vault_watch_frozen(v, a->who.uid)) {
+		char why[POL_NAME_MAX + 32];
+
+		snprintf(why, sizeof(why), "alert rule %s", a->name);
+		(void)vault_watch_freeze(v, a->who.uid, NULL, why);
+	}
+	if (a->hook[0]) {
+		n = alert_json(a, json, sizeof(json));
+		hook_run(a->hook, json, n);
+	}
 }
 
 void vault_watch_event(struct vault *v, const struct audit_event *ev)
 {
-	(void)v;
-	(void)ev;
-	(void)now_us;
+	struct vault_watch *w = v->watch;
+	struct watch_alert *out = NULL;
+	unsigned nout = 0;
+	uint64_t now;
+	char detail[512];
+
+	if (!w || __atomic_load_n(&w->nrules, __ATOMIC_ACQUIRE) == 0)
+		return;
+	switch (ev->type) {
+	case AUDIT_EV_OPEN:
+	case AUDIT_EV_CREATE:
+	case AUDIT_EV_READ_SUMMARY:
+	case AUDIT_EV_DENIAL:
+	case AUDIT_EV_INTEGRITY:
+		break;
+	default:
+		return; /* alerts, seals, mounts, key use: not watched */
+	}
+	now = ev->time_us ? ev->time_us : now_us();
+	pthread_mutex_lock(&w->lock);
+	for (unsigned i = 0; i < w->nrules && nout < WATCH_ALERTS_PER_EVENT; i++) {
+		struct watch_alert *a;
+
+		if (!rule_fires(v, w, i, ev, now, detail, sizeof(detail)))
+			continue;
+		if (!out)
+			out = calloc(WATCH_ALERTS_PER_EVENT, sizeof(*out));
+		if (!out)
+			break;
+		a = &out[nout++];
+		a->rule = i;
+		snprintf(a->name, sizeof(a->name), "%s", w->rules[i].name);
+		a->kind = pol_alert_kind_name(w->rules[i].kind);
+		a->freeze = w->rules[i].freeze;
+		a->time_us = now;
+		a->who.uid = ev->uid;
+		a->who.gid = ev->gid;
+		a->who.pid = (pid_t)ev->pid;
+		snprintf(a->user, sizeof(a->user), "%s", ev->user ? ev->user : "");
+		snprintf(a->process, sizeof(a->process), "%s", ev->process ? ev->process : "");
+		snprintf(a->path, sizeof(a->path), "%s", ev->path ? ev->path : "");
+		snprintf(a->level, sizeof(a->level), "%s", ev->level ? ev->level : "");
+		snprintf(a->detail, sizeof(a->detail), "%s", detail);
+		snprintf(a->hook, sizeof(a->hook), "%s", w->hook);
+		w->alerts++;
+	}
+	pthread_mutex_unlock(&w->lock);
+	for (unsigned i = 0; i < nout; i++)
+		alert_raise(v, &out[i]);
+	free(out);
 }

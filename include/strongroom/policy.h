@@ -64,6 +64,20 @@ struct pol_group {
 	bool resolved;
 };
 
+/* A weekly schedule: on the days in days, from from_min up to (not
+ * including) to_min minutes after midnight, local time; from_min > to_min
+ * runs past midnight into the next day. days 0 = no schedule. */
+struct pol_hours {
+	uint8_t days; /* bit d = weekday d, 0 = Sunday (struct tm's tm_wday) */
+	uint16_t from_min, to_min;
+};
+
+/* When a decision is made: local weekday (0 = Sunday) and minute of day. */
+struct pol_when {
+	int wday;
+	int minute;
+};
+
 struct pol_role {
 	char name[POL_NAME_MAX + 1];
 	struct pol_group groups[POL_MAX_GROUPS];
@@ -71,6 +85,11 @@ struct pol_role {
 	int clearance; /* level index */
 	unsigned line; /* of its [role NAME] header */
 	unsigned group_line;
+	/* Context rule (pol_watch.c): within hours the clearance above,
+	 * outside them off_hours_clearance (a level index or POL_NONE). */
+	struct pol_hours hours;
+	int off_hours_clearance;
+	bool off_hours_set;
 };
 
 struct pol_grant {
@@ -87,6 +106,33 @@ struct pol_folder {
 	unsigned line;
 };
 
+/* Alert rules (docs/policy.md "Alert rules"), evaluated by the driver on
+ * its audit stream. */
+#define POL_MAX_ALERTS 32
+#define POL_MAX_PROCS 16
+#define POL_PROC_MAX 15 /* a process name as the kernel keeps it (comm) */
+
+enum pol_alert_kind {
+	POL_ALERT_BULK_READ = 1, /* more than files distinct files or bytes bytes read */
+	POL_ALERT_OFF_HOURS,	 /* a file opened outside hours */
+	POL_ALERT_DENIALS,	 /* more than count denials */
+	POL_ALERT_INTEGRITY,	 /* any integrity failure */
+	POL_ALERT_PROCESS,	 /* a file at level or above opened by one of procs */
+};
+
+struct pol_alert {
+	char name[POL_NAME_MAX + 1];
+	enum pol_alert_kind kind;
+	uint64_t files, bytes, count; /* 0 = not used */
+	uint32_t window_sec;	      /* per user; 0 = the default (60 s) */
+	struct pol_hours hours;
+	int level; /* level index, or POL_NONE for any */
+	unsigned nprocs;
+	char procs[POL_MAX_PROCS][POL_PROC_MAX + 1];
+	bool freeze; /* action = freeze: the user is frozen too */
+	unsigned line;
+};
+
 struct pol_policy {
 	unsigned nlevels;
 	char levels[POL_MAX_LEVELS][POL_NAME_MAX + 1];
@@ -98,6 +144,9 @@ struct pol_policy {
 	unsigned nroles;
 	struct pol_folder *folders; /* owned */
 	unsigned nfolders;
+	struct pol_alert alerts[POL_MAX_ALERTS];
+	unsigned nalerts;
+	char on_alert[POL_PATH_MAX + 1]; /* hook command, "" if none */
 };
 
 /* Parse a policy file (docs/policy.md). levels are the vault's level names,
@@ -152,6 +201,20 @@ int pol_clearance(const struct pol_policy *p, const struct pol_caller *c, unsign
  * highest level of it and of the folders above it). */
 bool pol_may_open(const struct pol_policy *p, const struct pol_caller *c, unsigned top,
 		  unsigned level);
+
+/* Context rules (pol_watch.c): as pol_clearance / pol_may_open, at a given
+ * time; a role with hours gives its clearance within them and its
+ * off-hours clearance outside. when NULL ignores hours. */
+int pol_clearance_at(const struct pol_policy *p, const struct pol_caller *c, unsigned top,
+		     const struct pol_when *when);
+bool pol_may_open_at(const struct pol_policy *p, const struct pol_caller *c, unsigned top,
+		     unsigned level, const struct pol_when *when);
+/* True if when falls within h (a schedule with days 0 contains nothing). */
+bool pol_hours_contain(const struct pol_hours *h, const struct pol_when *when);
+/* "mon-fri 08:00-18:00" for h into out (cap >= 32). */
+void pol_hours_format(const struct pol_hours *h, char *out, size_t cap);
+/* The rule kind's name in the policy ("bulk-read", ...). */
+const char *pol_alert_kind_name(enum pol_alert_kind k);
 
 /* True if the caller may change levels: uid 0, or a member of the admin
  * group. */
