@@ -9,9 +9,11 @@
  *  - the text is cut into runs of letters, runs of digits and single other
  *    characters; a separator (space, '-', '_', '.') between runs costs an
  *    attacker about one bit;
- *  - a letter run that is a common word (the table below: words people put
+ *  - a run that repeats a shorter unit ("qwertyqwerty") counts the unit and
+ *    two bits;
+ *  - a common word within a letter run (the table below: words people put
  *    in passwords) counts as one pick from a 2048-word list, 11 bits;
- *  - otherwise each letter counts log2(26) bits, each digit log2(10), each
+ *  - every other letter counts log2(26) bits, each digit log2(10), each
  *    other character log2(33), and an uppercase letter not first in its run
  *    one bit more; a character that repeats the one before it or continues
  *    a sequence ("abc", "321") counts one bit only.
@@ -38,7 +40,7 @@ static const char *const common_words[] = {
 	"princess", "football", "baseball", "soccer", "superman", "batman", "trustno", "hello",
 	"freedom", "whatever", "starwars", "summer", "winter", "spring", "autumn", "michael",
 	"jordan", "charlie", "test", "testing", "guest", "default", "changeme", "change",
-	"company", "office", "strongroom", "vault", "one", "two", "three", "four", "five",
+	"vault", "one", "two", "three", "four", "five",
 	"the", "and", "abc", "correct", "horse", "battery", "staple", "open", "sesame",
 };
 
@@ -64,33 +66,60 @@ static bool lower_eq(const char *a, size_t n, const char *word)
 	return true;
 }
 
-static bool common_word(const char *s, size_t n)
+/* Length of the longest common word (3 letters or more) at the start of
+ * s[0..n), or 0. */
+static size_t common_prefix(const char *s, size_t n)
 {
-	for (size_t i = 0; i < sizeof(common_words) / sizeof(common_words[0]); i++)
-		if (lower_eq(s, n, common_words[i]))
-			return true;
-	return false;
+	size_t best = 0;
+
+	for (size_t i = 0; i < sizeof(common_words) / sizeof(common_words[0]); i++) {
+		size_t m = strlen(common_words[i]);
+
+		if (m >= 3 && m <= n && m > best && lower_eq(s, m, common_words[i]))
+			best = m;
+	}
+	return best;
 }
 
-/* Bits of one run of letters or digits, per_char = log2(class size). */
 #define BITS_LETTER 4.70 /* log2(26) */
-#define BITS_DIGIT 3.32  /* log2(10) */
-#define BITS_OTHER 5.04  /* log2(33) */
-#define BITS_UTF8 6.0    /* log2(64) */
-static double run_bits(const char *s, size_t n, double per_char)
+#define BITS_DIGIT 3.32	 /* log2(10) */
+#define BITS_OTHER 5.04	 /* log2(33) */
+#define BITS_UTF8 6.0	 /* log2(64) */
+#define BITS_WORD 11.0	 /* one pick from a 2048-word list */
+
+/* Bits of one run of letters (words true) or digits. */
+static double run_bits(const char *s, size_t n, double per_char, bool words)
 {
 	double bits = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		int c = tolower((unsigned char)s[i]);
-		int p = i ? tolower((unsigned char)s[i - 1]) : -100;
+	/* A repeated unit ("abcabcabc", "qwertyqwerty"): the unit, and two
+	 * bits for how often. */
+	for (size_t p = 1; p <= n / 2; p++) {
+		size_t i;
 
-		if (c == p || c == p + 1 || c == p - 1)
-			bits += 1;
-		else
-			bits += per_char;
+		if (n % p)
+			continue;
+		for (i = p; i < n && tolower((unsigned char)s[i]) == tolower((unsigned char)s[i % p]);
+		     i++)
+			;
+		if (i == n)
+			return run_bits(s, p, per_char, words) + 2;
+	}
+	for (size_t i = 0; i < n;) {
+		size_t w = words ? common_prefix(s + i, n - i) : 0;
+		int c, p;
+
+		if (w) {
+			bits += BITS_WORD;
+			i += w;
+			continue;
+		}
+		c = tolower((unsigned char)s[i]);
+		p = i ? tolower((unsigned char)s[i - 1]) : -100;
+		bits += (c == p || c == p + 1 || c == p - 1) ? 1 : per_char;
 		if (i > 0 && isupper((unsigned char)s[i]))
 			bits += 1;
+		i++;
 	}
 	return bits;
 }
@@ -115,11 +144,11 @@ int kr_pass_check(const char *pass, size_t len, struct kr_pass_quality *q)
 		if (isalpha(c)) {
 			while (i + n < len && isalpha((unsigned char)pass[i + n]))
 				n++;
-			q->bits += common_word(pass + i, n) ? 11 : run_bits(pass + i, n, BITS_LETTER);
+			q->bits += run_bits(pass + i, n, BITS_LETTER, true);
 		} else if (isdigit(c)) {
 			while (i + n < len && isdigit((unsigned char)pass[i + n]))
 				n++;
-			q->bits += run_bits(pass + i, n, BITS_DIGIT);
+			q->bits += run_bits(pass + i, n, BITS_DIGIT, false);
 		} else if (is_sep(c)) {
 			q->bits += 1;
 		} else if (c >= 0x80) {

@@ -26,7 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SR_BIN = os.environ.get("SR_BIN") or str(REPO / "build" / "tools" / "strongroom")
 ENV = dict(os.environ, SR_KDF="test")
-PASS = "correct horse battery staple"
+# Not the famous "correct horse battery staple": init refuses that one.
+PASS = "correct horse battery staple museum"
 RECOVERY_RE = re.compile(r"^\s+([0-9A-Z]{4}(?:-[0-9A-Z]{4}){8})\s*$", re.M)
 
 EXIT_USAGE, EXIT_BADSECRET, EXIT_STORE, EXIT_SECRETSRC, EXIT_FAIL = 2, 3, 4, 6, 1
@@ -374,7 +375,7 @@ def test_keyslot_list_needs_no_secret(vault):
 
 def test_removing_the_last_full_slot_is_refused(vault, tmp_path):
     store, pw, _ = vault
-    low = write(tmp_path / "low", "low\n")
+    low = write(tmp_path / "low", "low level office key\n")
     ok("keyslot", "add", store, "--max-level", "confidential", "--new-passphrase-file", low,
        "--passphrase-file", pw)
     ok("keyslot", "remove", store, "1", "--passphrase-file", pw)
@@ -409,7 +410,7 @@ def test_wrong_secret_cannot_add_or_remove(vault, tmp_path):
 
 def test_passwd_changes_the_passphrase_and_rejects_the_old(vault, tmp_path):
     store, pw, _ = vault
-    new = write(tmp_path / "new", "a new passphrase\n")
+    new = write(tmp_path / "new", "a new passphrase for bob\n")
     p = ok("passwd", store, "--passphrase-file", pw, "--new-passphrase-file", new)
     assert "replaces slot 0" in p.stdout
     assert "opens public..restricted (admin)" in opens(store, "--passphrase-file", new)
@@ -418,8 +419,8 @@ def test_passwd_changes_the_passphrase_and_rejects_the_old(vault, tmp_path):
 
 def test_passwd_of_a_low_slot_keeps_its_ceiling(vault, tmp_path):
     store, pw, _ = vault
-    low = write(tmp_path / "low", "low\n")
-    low2 = write(tmp_path / "low2", "low two\n")
+    low = write(tmp_path / "low", "low level office key\n")
+    low2 = write(tmp_path / "low2", "low two office key\n")
     ok("keyslot", "add", store, "--max-level", "public", "--new-passphrase-file", low,
        "--passphrase-file", pw)
     ok("passwd", store, "--passphrase-file", low, "--new-passphrase-file", low2)

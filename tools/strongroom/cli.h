@@ -99,5 +99,10 @@ int cmd_unfreeze(int argc, char **argv);
 int cmd_lock(int argc, char **argv);
 int cmd_unlock(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* New passphrases (cli_quality.c): init, passwd and keyslot add refuse a
+ * weak one with its reason (kr_pass_check) unless --force set
+ * cli_pass_force. @return EXIT_OK, or EXIT_SECRETSRC after one line. */
+extern bool cli_pass_force;
+int cli_pass_quality(const char *what, const struct cli_secret *s);
 
 #endif

@@ -189,6 +189,8 @@ int cmd_init(int argc, char **argv)
 			levels = a + 9;
 		} else if (strncmp(a, "--chunk-size=", 13) == 0) {
 			chunk = a + 13;
+		} else if (strcmp(a, "--force") == 0) {
+			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
 			cli_err(a, "unknown option to init (see strongroom init --help)");
 			return EXIT_USAGE;
@@ -228,6 +230,11 @@ int cmd_init(int argc, char **argv)
 	rc = cli_secret_read(store, &so, true, &pass);
 	if (rc != EXIT_OK)
 		return rc;
+	rc = cli_pass_quality(store, &pass);
+	if (rc != EXIT_OK) {
+		cli_secret_free(&pass);
+		return rc;
+	}
 	kr_kdf_params_default(&kdf);
 	ks.kind = KR_SECRET_PASSPHRASE;
 	ks.bytes = pass.bytes;
@@ -288,6 +295,8 @@ int cmd_passwd(int argc, char **argv)
 			newfile = argv[++i];
 		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
 			newfile = a + 22;
+		} else if (strcmp(a, "--force") == 0) {
+			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
 			cli_err(a, "unknown option to passwd (see strongroom passwd --help)");
 			return EXIT_USAGE;
@@ -313,6 +322,8 @@ int cmd_passwd(int argc, char **argv)
 		if (slots[i].index == old)
 			old_is_recovery = slots[i].kind == KR_SECRET_RECOVERY;
 	rc = cli_new_passphrase(store, newfile, &pass);
+	if (rc == EXIT_OK)
+		rc = cli_pass_quality(store, &pass);
 	if (rc != EXIT_OK)
 		goto out;
 	kr_kdf_params_default(&kdf);

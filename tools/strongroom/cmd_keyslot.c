@@ -163,8 +163,12 @@ static int keyslot_add(const char *store, const struct cli_secret_opts *so, cons
 		ceiling = (unsigned)l;
 	}
 	rc = cli_new_passphrase(store, newfile, &pass);
-	if (rc != EXIT_OK)
+	if (rc == EXIT_OK)
+		rc = cli_pass_quality(store, &pass);
+	if (rc != EXIT_OK) {
+		cli_secret_free(&pass);
 		goto out;
+	}
 	kr_kdf_params_default(&kdf);
 	ks.kind = KR_SECRET_PASSPHRASE;
 	ks.bytes = pass.bytes;
@@ -252,6 +256,8 @@ int cmd_keyslot(int argc, char **argv)
 			level = a + 12;
 		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
 			newfile = a + 22;
+		} else if (strcmp(a, "--force") == 0) {
+			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
 			cli_err(a, "unknown option to keyslot (see strongroom keyslot --help)");
 			return EXIT_USAGE;
