@@ -282,30 +282,6 @@ void vault_watch_rules_load(struct vault *v);
  * maybe v->ns shared). */
 void vault_watch_event(struct vault *v, const struct audit_event *ev);
 
-/* Write one record as c (the trail's user and process names resolved);
- * without a trail, 0. @return 0 or -EIO (fail closed). */
-int vault_audit_emit(struct vault *v, const struct vault_caller *c, struct audit_event *ev);
-
-/* ---- vault_watch.c: freezes, level locks, alert rules (watch.h) ---- */
-
-struct vault_watch;
-int vault_watch_init(struct vault *v);
-void vault_watch_free(struct vault *v);
-/* -EACCES if c is frozen. */
-int vault_watch_open_check(struct vault *v, const struct vault_caller *c);
-/* Around every handle operation that reaches the file engine: -ENOKEY if
- * the handle's level is locked (then no leave). */
-int vault_watch_enter(struct vault_handle *h);
-void vault_watch_leave(struct vault_handle *h);
-/* True if f's level is locked (the open-file table neither hands it out
- * nor compacts it). */
-bool vault_watch_file_locked(struct vault *v, struct vf_file *f);
-/* Copy the alert rules of v->policy (v->ns held). */
-void vault_watch_rules_load(struct vault *v);
-/* Every record written to the trail passes here (no vault lock held but
- * maybe v->ns shared). */
-void vault_watch_event(struct vault *v, const struct audit_event *ev);
-
 /* ---- vault_acl.c: POSIX.1e ACLs in the kernel's xattr format (pure) ---- */
 
 #define VAULT_ACL_VERSION 2
