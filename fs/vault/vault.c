@@ -46,6 +46,8 @@ uint64_t vault_id_ino(const uint8_t id[FMT_ID_BYTES])
 
 /* ---- paths ---- */
 
+#define VAULT_PATH_MAX (16 * PATH_MAX)
+
 int vault_path_canon(const char *path, char **out)
 {
 	size_t len, i = 0, o = 0;
@@ -55,7 +57,10 @@ int vault_path_canon(const char *path, char **out)
 	if (!path || path[0] != '/')
 		return -EINVAL;
 	len = strlen(path);
-	if (len >= PATH_MAX)
+	/* The kernel hands names over one component at a time, so a vault
+	 * path may be longer than PATH_MAX (a process working deep inside the
+	 * tree); only each component is limited, by NAME_MAX. */
+	if (len >= VAULT_PATH_MAX)
 		return -ENAMETOOLONG;
 	c = malloc(len + 2);
 	if (!c)
