@@ -60,9 +60,10 @@ static void lvl_usage(FILE *f)
 	cli_print_exit_codes(f);
 }
 
+/* r may be NULL (a single get or set draws no progress line). */
 static void lvl_line_clear(struct lvl_run *r)
 {
-	if (r->line_open) {
+	if (r && r->line_open) {
 		fputs("\r\033[K", stderr);
 		r->line_open = false;
 	}
