@@ -4,7 +4,7 @@
 
 deps_build=(gcc pkg-config meson ninja-build libfuse3-dev fuse3 libsodium-dev libacl1-dev
 	libzstd-dev zstd acl attr)
-deps_test=(clang libclang-rt-14-dev python3 python3-pytest rsync sqlite3 git xxd util-linux
+deps_test=(clang libclang-rt-14-dev clang-tidy cppcheck valgrind gocryptfs python3 python3-pytest rsync sqlite3 git xxd util-linux
 	libreoffice-writer-nogui libreoffice-calc-nogui poppler-utils unzip samba smbclient restic tar)
 deps_bench=(gocryptfs bindfs fio time)
 
