@@ -292,3 +292,10 @@ def test_a_store_on_a_read_only_filesystem_mounts_read_only_and_refuses_a_writer
     assert (v.mnt / "doc.txt").read_text() == "on a read-only disk"
     v.unmount()
     subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/doc.txt", "/tmp"])
+def test_level_get_of_a_path_outside_a_vault_prints_one_line_and_does_not_crash(path):
+    p = sr("level", "get", path, check=False)
+    assert 0 < p.returncode < 128, f"exit {p.returncode} (killed by a signal?)"
+    assert path in one_line(p)
