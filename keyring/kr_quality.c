@@ -34,21 +34,29 @@
 /* Words and passwords found at the top of every leaked-password list,
  * compared in lowercase. */
 static const char *const common_words[] = {
-	"password", "passwort", "passphrase", "pass", "word", "secret", "letmein", "welcome",
-	"admin", "administrator", "root", "login", "user", "qwerty", "qwertz", "azerty", "asdf",
-	"zxcv", "iloveyou", "love", "monkey", "dragon", "master", "shadow", "sunshine",
-	"princess", "football", "baseball", "soccer", "superman", "batman", "trustno", "hello",
-	"freedom", "whatever", "starwars", "summer", "winter", "spring", "autumn", "michael",
-	"jordan", "charlie", "test", "testing", "guest", "default", "changeme", "change",
-	"vault", "one", "two", "three", "four", "five",
-	"the", "and", "abc", "correct", "horse", "battery", "staple", "open", "sesame",
+    "password", "passwort", "passphrase",    "pass",	 "word",     "secret",	 "letmein",
+    "welcome",	"admin",    "administrator", "root",	 "login",    "user",	 "qwerty",
+    "qwertz",	"azerty",   "asdf",	     "zxcv",	 "iloveyou", "love",	 "monkey",
+    "dragon",	"master",   "shadow",	     "sunshine", "princess", "football", "baseball",
+    "soccer",	"superman", "batman",	     "trustno",	 "hello",    "freedom",	 "whatever",
+    "starwars", "summer",   "winter",	     "spring",	 "autumn",   "michael",	 "jordan",
+    "charlie",	"test",	    "testing",	     "guest",	 "default",  "changeme", "change",
+    "vault",	"one",	    "two",	     "three",	 "four",     "five",	 "the",
+    "and",	"abc",	    "correct",	     "horse",	 "battery",  "staple",	 "open",
+    "sesame",
 };
 
 /* Whole passphrases that appear in published examples and lists. */
 static const char *const common_phrases[] = {
-	"correct horse battery staple", "the quick brown fox jumps over the lazy dog",
-	"passwordpassword", "password1234", "123456789012", "qwertyuiopas", "iloveyouiloveyou",
-	"letmeinletmein", "open sesame open sesame",
+    "correct horse battery staple",
+    "the quick brown fox jumps over the lazy dog",
+    "passwordpassword",
+    "password1234",
+    "123456789012",
+    "qwertyuiopas",
+    "iloveyouiloveyou",
+    "letmeinletmein",
+    "open sesame open sesame",
 };
 
 static bool is_sep(unsigned char c)
@@ -82,10 +90,10 @@ static size_t common_prefix(const char *s, size_t n)
 }
 
 #define BITS_LETTER 4.70 /* log2(26) */
-#define BITS_DIGIT 3.32	 /* log2(10) */
-#define BITS_OTHER 5.04	 /* log2(33) */
-#define BITS_UTF8 6.0	 /* log2(64) */
-#define BITS_WORD 11.0	 /* one pick from a 2048-word list */
+#define BITS_DIGIT  3.32 /* log2(10) */
+#define BITS_OTHER  5.04 /* log2(33) */
+#define BITS_UTF8   6.0	 /* log2(64) */
+#define BITS_WORD   11.0 /* one pick from a 2048-word list */
 
 /* Bits of one run of letters (words true) or digits. */
 static double run_bits(const char *s, size_t n, double per_char, bool words)
@@ -99,8 +107,8 @@ static double run_bits(const char *s, size_t n, double per_char, bool words)
 
 		if (n % p)
 			continue;
-		for (i = p; i < n && tolower((unsigned char)s[i]) == tolower((unsigned char)s[i % p]);
-		     i++)
+		for (i = p;
+		     i < n && tolower((unsigned char)s[i]) == tolower((unsigned char)s[i % p]); i++)
 			;
 		if (i == n)
 			return run_bits(s, p, per_char, words) + 2;

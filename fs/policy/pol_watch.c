@@ -37,9 +37,9 @@
 #include "pol_internal.h"
 
 #define WINDOW_DEFAULT_SEC 60
-#define WINDOW_MAX_SEC (7u * 86400u)
+#define WINDOW_MAX_SEC	   (7u * 86400u)
 
-static const char *const day_names[7] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
+static const char *const day_names[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
 static bool span_eq(const char *s, size_t n, const char *w)
 {
@@ -188,8 +188,8 @@ static int hours_parse(const char *s, size_t n, struct pol_hours *h)
 		dash = colon ? memchr(colon, '-', (size_t)(s + n - colon)) : NULL;
 		if (!dash || number_parse(s, (size_t)(colon - s), NULL, NULL, 0x7f, &d) ||
 		    number_parse(colon + 1, (size_t)(dash - colon - 1), NULL, NULL, 1440, &f) ||
-		    number_parse(dash + 1, (size_t)(s + n - dash - 1), NULL, NULL, 1440, &t) || !d ||
-		    f == t)
+		    number_parse(dash + 1, (size_t)(s + n - dash - 1), NULL, NULL, 1440, &t) ||
+		    !d || f == t)
 			return -EINVAL;
 		h->days = (uint8_t)d;
 		h->from_min = (uint16_t)f;
@@ -333,9 +333,9 @@ int pol_alert_add(struct pol_policy *p, const char *name, size_t n, unsigned lin
 	return (int)p->nalerts++;
 }
 
-static const uint64_t byte_mult[] = { 1024ull, 1024ull * 1024, 1024ull * 1024 * 1024,
-				      1024ull * 1024 * 1024 * 1024 };
-static const uint64_t time_mult[] = { 1, 60, 3600, 86400 };
+static const uint64_t byte_mult[] = {1024ull, 1024ull * 1024, 1024ull * 1024 * 1024,
+				     1024ull * 1024 * 1024 * 1024};
+static const uint64_t time_mult[] = {1, 60, 3600, 86400};
 
 int pol_alert_setting(const struct pol_policy *p, struct pol_alert *a, const char *k, size_t kn,
 		      const char *v, size_t vn, char *why, size_t cap)
@@ -422,7 +422,8 @@ int pol_watch_check(const struct pol_policy *p, unsigned *line, char *why, size_
 	for (unsigned i = 0; i < p->nroles; i++) {
 		if (p->roles[i].off_hours_set && !p->roles[i].hours.days) {
 			*line = p->roles[i].line;
-			snprintf(why, cap, "role %s: outside-hours without hours", p->roles[i].name);
+			snprintf(why, cap, "role %s: outside-hours without hours",
+				 p->roles[i].name);
 			return -EINVAL;
 		}
 	}
@@ -477,7 +478,7 @@ static void wfmt(struct wbuf *b, const char *fmt, ...)
 
 size_t pol_watch_compile(const struct pol_policy *p, char *out, size_t cap)
 {
-	struct wbuf b = { out, cap, 0 };
+	struct wbuf b = {out, cap, 0};
 
 	for (unsigned i = 0; i < p->nroles; i++) {
 		const struct pol_role *r = &p->roles[i];
@@ -486,7 +487,8 @@ size_t pol_watch_compile(const struct pol_policy *p, char *out, size_t cap)
 			continue;
 		wfmt(&b, "hours %s %u:%u-%u %s\n", r->name, r->hours.days, r->hours.from_min,
 		     r->hours.to_min,
-		     r->off_hours_clearance == POL_NONE ? "none" : p->levels[r->off_hours_clearance]);
+		     r->off_hours_clearance == POL_NONE ? "none"
+							: p->levels[r->off_hours_clearance]);
 	}
 	if (p->on_alert[0])
 		wfmt(&b, "onalert %s\n", p->on_alert);

@@ -46,8 +46,8 @@
 #include "vault_internal.h"
 
 /* Per (rule, user) state of a windowed rule. */
-#define WATCH_TRACK_MAX 128
-#define WATCH_FILES_MAX 256 /* distinct files remembered per tracker */
+#define WATCH_TRACK_MAX	  128
+#define WATCH_FILES_MAX	  256 /* distinct files remembered per tracker */
 #define WATCH_ALERT_BYTES 2048
 
 struct watch_track {
@@ -115,7 +115,7 @@ void vault_watch_free(struct vault *v)
 
 bool vault_caller_is_admin(struct vault *v, const struct vault_caller *c)
 {
-	struct pol_caller pc = { c->uid, c->gid, c->groups, c->ngroups };
+	struct pol_caller pc = {c->uid, c->gid, c->groups, c->ngroups};
 	bool r;
 
 	if (c->uid == 0)
@@ -158,8 +158,8 @@ int vault_watch_open_check(struct vault *v, const struct vault_caller *c)
 static int watch_record(struct vault *v, const struct vault_caller *by, enum audit_event_type type,
 			const char *level, const char *detail)
 {
-	struct vault_caller self = { .uid = getuid(), .gid = getgid(), .pid = getpid() };
-	struct audit_event ev = { 0 };
+	struct vault_caller self = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
+	struct audit_event ev = {0};
 
 	ev.type = type;
 	ev.path = "/";
@@ -316,9 +316,10 @@ int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
 	pthread_rwlock_wrlock(&v->ns);
 	r = seal_level(v, level);
 	if (r < 0)
-		fprintf(stderr, "strongroom: lock %s: sealing its open files failed: %s; "
-			"writes since their last seal are lost\n", level_name(v, level),
-			strerror(-r));
+		fprintf(stderr,
+			"strongroom: lock %s: sealing its open files failed: %s; "
+			"writes since their last seal are lost\n",
+			level_name(v, level), strerror(-r));
 	r = kr_level_forget(kr, level);
 	vault_dcache_drop(v, "/");
 	pthread_rwlock_unlock(&v->ns);
@@ -507,11 +508,12 @@ static int level_index(const struct vault *v, const char *name)
 }
 
 /* Does rule r fire on ev? detail gets why. (w->lock held) */
-static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri, const struct audit_event *ev,
-		       uint64_t now, char *detail, size_t cap)
+static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri,
+		       const struct audit_event *ev, uint64_t now, char *detail, size_t cap)
 {
 	const struct pol_alert *r = &w->rules[ri];
-	bool opened = (ev->type == AUDIT_EV_OPEN || ev->type == AUDIT_EV_CREATE) && ev->outcome == 0;
+	bool opened =
+	    (ev->type == AUDIT_EV_OPEN || ev->type == AUDIT_EV_CREATE) && ev->outcome == 0;
 	struct watch_track *t;
 	unsigned win = r->window_sec ? r->window_sec : 60;
 
@@ -544,7 +546,8 @@ static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri, cons
 				t->count++;
 			}
 		}
-		if (t->fired || !((r->files && t->count > r->files) || (r->bytes && t->bytes > r->bytes)))
+		if (t->fired ||
+		    !((r->files && t->count > r->files) || (r->bytes && t->bytes > r->bytes)))
 			return false;
 		t->fired = true;
 		snprintf(detail, cap,
@@ -570,8 +573,8 @@ static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri, cons
 			return false;
 		t->fired = true;
 		pol_hours_format(&r->hours, hours, sizeof(hours));
-		snprintf(detail, cap, "access outside allowed hours (%s): %s at %02d:%02d",
-			 hours, ev->path ? ev->path : "?", tm.tm_hour, tm.tm_min);
+		snprintf(detail, cap, "access outside allowed hours (%s): %s at %02d:%02d", hours,
+			 ev->path ? ev->path : "?", tm.tm_hour, tm.tm_min);
 		return true;
 	}
 	case POL_ALERT_DENIALS:
@@ -582,7 +585,8 @@ static bool rule_fires(struct vault *v, struct vault_watch *w, unsigned ri, cons
 		if (t->fired || t->count <= r->count)
 			return false;
 		t->fired = true;
-		snprintf(detail, cap, "burst of denials: %llu within %u s (limit %llu), the last on %s",
+		snprintf(detail, cap,
+			 "burst of denials: %llu within %u s (limit %llu), the last on %s",
 			 (unsigned long long)t->count, win, (unsigned long long)r->count,
 			 ev->path ? ev->path : "?");
 		return true;
@@ -676,8 +680,8 @@ static size_t alert_json(const struct watch_alert *a, char *out, size_t cap)
 /* Invariant 5: write the input, then fork twice and exec the hook. */
 static void hook_run(const char *hook, const char *json, size_t len)
 {
-	char *const argv[] = { (char *)hook, NULL };
-	char *const envp[] = { (char *)VAULT_WATCH_HOOK_PATH, (char *)"LANG=C.UTF-8", NULL };
+	char *const argv[] = {(char *)hook, NULL};
+	char *const envp[] = {(char *)VAULT_WATCH_HOOK_PATH, (char *)"LANG=C.UTF-8", NULL};
 	int p[2], devnull;
 	pid_t child;
 
@@ -716,7 +720,7 @@ static void hook_run(const char *hook, const char *json, size_t len)
 
 static void alert_raise(struct vault *v, struct watch_alert *a)
 {
-	struct audit_event ev = { 0 };
+	struct audit_event ev = {0};
 	char json[WATCH_ALERT_BYTES];
 	char detail[AUDIT_DETAIL_MAX + 1];
 	size_t n;

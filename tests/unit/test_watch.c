@@ -21,7 +21,7 @@
 #include "tap.h"
 
 static const char PASS[] = "watch test passphrase";
-static const char *const LEVELS[] = { "public", "internal", "confidential", "restricted" };
+static const char *const LEVELS[] = {"public", "internal", "confidential", "restricted"};
 
 /* ---- passphrase quality ---- */
 
@@ -29,9 +29,16 @@ TEST(pass_check_refuses_short_common_and_guessable_passphrases)
 {
 	struct kr_pass_quality q;
 	static const char *const weak[] = {
-		"", "secret", "Tr0ub4dor&3", "correct horse battery staple", "aaaaaaaaaaaaaaaaaaaa",
-		"abcdefghijklmnopqrst", "password1234567890", "123456789012345", "a new passphrase",
-		"qwertyqwertyqwerty",
+	    "",
+	    "secret",
+	    "Tr0ub4dor&3",
+	    "correct horse battery staple",
+	    "aaaaaaaaaaaaaaaaaaaa",
+	    "abcdefghijklmnopqrst",
+	    "password1234567890",
+	    "123456789012345",
+	    "a new passphrase",
+	    "qwertyqwertyqwerty",
 	};
 
 	for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
@@ -50,9 +57,12 @@ TEST(pass_check_refuses_short_common_and_guessable_passphrases)
 TEST(pass_check_accepts_long_varied_passphrases)
 {
 	static const char *const good[] = {
-		"integration test passphrase", "branch office passphrase 4711",
-		"Kj8#mQ2!vX9zLp4w", "velvet tractor oboe quarry", "after forgetting",
-		"strongroom-bench-passphrase",
+	    "integration test passphrase",
+	    "branch office passphrase 4711",
+	    "Kj8#mQ2!vX9zLp4w",
+	    "velvet tractor oboe quarry",
+	    "after forgetting",
+	    "strongroom-bench-passphrase",
 	};
 	struct kr_pass_quality q;
 
@@ -138,8 +148,9 @@ static void alerts_check(const struct pol_policy *p, int *ok)
 	    !p->alerts[0].freeze)
 		return;
 	if (p->alerts[1].kind != POL_ALERT_PROCESS || p->alerts[1].nprocs != 3 ||
-	    strcmp(p->alerts[1].procs[1], "wget") != 0 || strcmp(p->alerts[1].procs[2], "nc") != 0 ||
-	    p->alerts[1].level != 3 || p->alerts[1].freeze)
+	    strcmp(p->alerts[1].procs[1], "wget") != 0 ||
+	    strcmp(p->alerts[1].procs[2], "nc") != 0 || p->alerts[1].level != 3 ||
+	    p->alerts[1].freeze)
 		return;
 	if (p->alerts[2].kind != POL_ALERT_OFF_HOURS || p->alerts[2].hours.days != 0x3e ||
 	    p->alerts[2].hours.from_min != 420 || p->alerts[2].hours.to_min != 1140)
@@ -183,20 +194,20 @@ TEST(policy_refuses_incomplete_or_malformed_alert_rules_with_their_line)
 		unsigned line;
 		const char *why;
 	} bad[] = {
-		{ "[alert a]\nwindow = 1m\n", 1, "no when" },
-		{ "[alert a]\nwhen = bulk-read\n", 1, "files or bytes" },
-		{ "[alert a]\nwhen = denials\n", 1, "needs count" },
-		{ "[alert a]\nwhen = off-hours\n", 1, "needs hours" },
-		{ "[alert a]\nwhen = process\nlevel = secret\n", 3, "unknown level" },
-		{ "[alert a]\nwhen = sometimes\n", 2, "when must be" },
-		{ "[alert a]\nwhen = denials\ncount = 0\n", 3, "above 0" },
-		{ "[alert a]\nwhen = off-hours\nhours = mon-fri 8-18\n", 3, "hours must" },
-		{ "[alert a]\nwhen = integrity\n[alert a]\nwhen = integrity\n", 3, "twice" },
-		{ "[alert a]\nwhen = integrity\naction = delete\n", 3, "log or freeze" },
-		{ "[vault]\non-alert = relative/hook\n", 2, "absolute" },
-		{ "[vault]\non-alert = /bin/hook;rm\n", 2, "letters, digits" },
-		{ "[role r]\ngroup = g\nclearance = public\noutside-hours = public\n", 1,
-		  "without hours" },
+	    {"[alert a]\nwindow = 1m\n", 1, "no when"},
+	    {"[alert a]\nwhen = bulk-read\n", 1, "files or bytes"},
+	    {"[alert a]\nwhen = denials\n", 1, "needs count"},
+	    {"[alert a]\nwhen = off-hours\n", 1, "needs hours"},
+	    {"[alert a]\nwhen = process\nlevel = secret\n", 3, "unknown level"},
+	    {"[alert a]\nwhen = sometimes\n", 2, "when must be"},
+	    {"[alert a]\nwhen = denials\ncount = 0\n", 3, "above 0"},
+	    {"[alert a]\nwhen = off-hours\nhours = mon-fri 8-18\n", 3, "hours must"},
+	    {"[alert a]\nwhen = integrity\n[alert a]\nwhen = integrity\n", 3, "twice"},
+	    {"[alert a]\nwhen = integrity\naction = delete\n", 3, "log or freeze"},
+	    {"[vault]\non-alert = relative/hook\n", 2, "absolute"},
+	    {"[vault]\non-alert = /bin/hook;rm\n", 2, "letters, digits"},
+	    {"[role r]\ngroup = g\nclearance = public\noutside-hours = public\n", 1,
+	     "without hours"},
 	};
 	struct pol_policy *p;
 	struct pol_error err;
@@ -218,10 +229,10 @@ TEST(policy_refuses_incomplete_or_malformed_alert_rules_with_their_line)
 TEST(compiled_alert_record_that_is_malformed_is_refused)
 {
 	static const char *const bad[] = {
-		"strongroom-policy 1\ndefault public\nalert a when=bulk-read\n",
-		"strongroom-policy 1\ndefault public\nalert a when=integrity files=x\n",
-		"strongroom-policy 1\ndefault public\nonalert relative\n",
-		"strongroom-policy 1\ndefault public\nhours nobody 62:480-1080 none\n",
+	    "strongroom-policy 1\ndefault public\nalert a when=bulk-read\n",
+	    "strongroom-policy 1\ndefault public\nalert a when=integrity files=x\n",
+	    "strongroom-policy 1\ndefault public\nonalert relative\n",
+	    "strongroom-policy 1\ndefault public\nhours nobody 62:480-1080 none\n",
 	};
 	struct pol_policy *p;
 	struct pol_error err;
@@ -235,10 +246,10 @@ TEST(compiled_alert_record_that_is_malformed_is_refused)
 
 TEST(hours_contain_weekdays_and_run_past_midnight)
 {
-	struct pol_hours day = { 0x3e, 480, 1080 };  /* mon-fri 08:00-18:00 */
-	struct pol_hours late = { 0x20, 1320, 360 }; /* fri 22:00-06:00 */
-	struct pol_when mon9 = { 1, 540 }, sat9 = { 6, 540 }, mon18 = { 1, 1080 };
-	struct pol_when fri23 = { 5, 1380 }, sat3 = { 6, 180 }, sat7 = { 6, 420 }, thu23 = { 4, 1380 };
+	struct pol_hours day = {0x3e, 480, 1080};  /* mon-fri 08:00-18:00 */
+	struct pol_hours late = {0x20, 1320, 360}; /* fri 22:00-06:00 */
+	struct pol_when mon9 = {1, 540}, sat9 = {6, 540}, mon18 = {1, 1080};
+	struct pol_when fri23 = {5, 1380}, sat3 = {6, 180}, sat7 = {6, 420}, thu23 = {4, 1380};
 	char text[64];
 
 	CHECK(pol_hours_contain(&day, &mon9));
@@ -258,9 +269,9 @@ TEST(role_clearance_depends_on_working_hours_when_a_time_is_given)
 {
 	struct pol_policy *p = policy_parsed(POLICY);
 	gid_t legal = 200, night = 300;
-	struct pol_caller lawyer = { 1000, 1000, &legal, 1 }, guard = { 1001, 1001, &night, 1 };
-	struct pol_caller root = { 0, 0, NULL, 0 };
-	struct pol_when tue10 = { 2, 600 }, tue20 = { 2, 1200 }, sun23 = { 0, 1380 };
+	struct pol_caller lawyer = {1000, 1000, &legal, 1}, guard = {1001, 1001, &night, 1};
+	struct pol_caller root = {0, 0, NULL, 0};
+	struct pol_when tue10 = {2, 600}, tue20 = {2, 1200}, sun23 = {0, 1380};
 
 	CHECK(p != NULL);
 	CHECK_EQ(pol_clearance_at(p, &lawyer, 3, &tue10), 3);
@@ -290,7 +301,7 @@ static int fx_new(struct fx *f)
 	char rec[KR_RECOVERY_TEXT_BYTES];
 	struct kr_kdf_params kdf;
 	struct kr_config cfg;
-	struct kr_secret s = { KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1 };
+	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -319,7 +330,7 @@ static void fx_free(struct fx *f)
 
 static int unlock(const char *store, struct kr_keyring **out)
 {
-	struct kr_secret s = { KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1 };
+	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
 
 	return kr_vault_unlock(store, &s, out);
 }
@@ -365,9 +376,9 @@ TEST(level_forget_wipes_its_keys_and_restore_gives_them_back)
 
 /* ---- the vault: freezes and level locks ---- */
 
-static struct vault_caller root_c = { .uid = 0, .gid = 0, .pid = 1, .umask = 022 };
-static struct vault_caller alice = { .uid = 1000, .gid = 1000, .pid = 1, .umask = 022 };
-static struct vault_caller bob = { .uid = 1001, .gid = 1001, .pid = 1, .umask = 022 };
+static struct vault_caller root_c = {.uid = 0, .gid = 0, .pid = 1, .umask = 022};
+static struct vault_caller alice = {.uid = 1000, .gid = 1000, .pid = 1, .umask = 022};
+static struct vault_caller bob = {.uid = 1001, .gid = 1001, .pid = 1, .umask = 022};
 
 static int file_put(struct vault *v, const char *path, const char *text)
 {
@@ -418,8 +429,9 @@ TEST(locked_level_refuses_open_handles_and_new_opens_until_unlocked)
 
 	CHECK_EQ(fx_new(&f), 0);
 	CHECK_EQ(vault_mkdir(f.v, &root_c, "/board", 0755), 0);
-	CHECK_EQ(vault_setxattr(f.v, &root_c, "/board", "user.strongroom.level", "restricted", 10, 0),
-		 0);
+	CHECK_EQ(
+	    vault_setxattr(f.v, &root_c, "/board", "user.strongroom.level", "restricted", 10, 0),
+	    0);
 	CHECK_EQ(file_put(f.v, "/board/minutes", "minutes"), 0);
 	CHECK_EQ(file_put(f.v, "/plan", "plan"), 0);
 	CHECK_EQ(vault_open_file(f.v, &root_c, "/board/minutes", O_RDWR, &held), 0);

@@ -21,7 +21,7 @@ int cli_pass_quality(const char *what, const struct cli_secret *s)
 			what, q.reason);
 		return EXIT_OK;
 	}
-	cli_err(what, "passphrase refused: %s (about %.0f bits; --force uses it anyway)",
-		q.reason, q.bits);
+	cli_err(what, "passphrase refused: %s (about %.0f bits; --force uses it anyway)", q.reason,
+		q.bits);
 	return EXIT_SECRETSRC;
 }

@@ -28,11 +28,11 @@
 #include "strongroom/policy.h"
 #include "strongroom/vault.h"
 
-#define RP_POLICY_MAX (1u << 20)
+#define RP_POLICY_MAX	     (1u << 20)
 #define RP_DEFAULT_SINCE_SEC (30u * 86400u)
-#define RP_USER_PATHS_MAX 1000
-#define RP_USER_PATHS_SHOWN 20
-#define RP_DEPTH_MAX 256
+#define RP_USER_PATHS_MAX    1000
+#define RP_USER_PATHS_SHOWN  20
+#define RP_DEPTH_MAX	     256
 
 struct rp_level {
 	uint64_t files, folders, bytes;
@@ -63,7 +63,7 @@ struct rp {
 	bool first; /* JSON: no comma before the next item */
 };
 
-static const struct vault_caller rp_root = { .uid = 0, .gid = 0, .pid = 0, .umask = 022 };
+static const struct vault_caller rp_root = {.uid = 0, .gid = 0, .pid = 0, .umask = 022};
 
 /* ---- helpers ---- */
 
@@ -98,7 +98,7 @@ static int rp_since_parse(const char *s, uint64_t *out)
 	unsigned long long v;
 	char unit, *end;
 	int n = 0, y, mo, d;
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
@@ -134,8 +134,8 @@ static int rp_since_parse(const char *s, uint64_t *out)
 static int rp_level_of(struct rp *r, const char *path)
 {
 	char name[KR_LEVEL_NAME_MAX + 1];
-	ssize_t n = vault_getxattr(r->v, &rp_root, path, "user.strongroom.level", name,
-				   sizeof(name) - 1);
+	ssize_t n =
+	    vault_getxattr(r->v, &rp_root, path, "user.strongroom.level", name, sizeof(name) - 1);
 
 	if (n < 0)
 		return (int)n;
@@ -145,7 +145,7 @@ static int rp_level_of(struct rp *r, const char *path)
 
 static void rp_walk(struct rp *r, const char *path, unsigned depth)
 {
-	struct vault_dirlist l = { 0 };
+	struct vault_dirlist l = {0};
 	char *child;
 	int lv;
 
@@ -280,7 +280,8 @@ static int rp_trail(struct rp *r)
 	if (r->ver_err < 0)
 		return 0;
 	e = malloc(sizeof(*e));
-	if (!e || audit_reader_open(dir, r->cfg->vault_id, r->cfg->audit_pk, sk, chain, 0, &rd) < 0) {
+	if (!e ||
+	    audit_reader_open(dir, r->cfg->vault_id, r->cfg->audit_pk, sk, chain, 0, &rd) < 0) {
 		free(e);
 		return 0;
 	}
@@ -324,12 +325,12 @@ static void rp_print_text(struct rp *r, const struct kr_slot_info *slots, int ns
 	const struct pol_policy *p = r->pol;
 	char when[32];
 
-	printf("Vault %s\n\nLEVELS\n  %-16s %8s %8s %14s %s\n", r->store, "LEVEL", "FILES", "FOLDERS",
-	       "BYTES", "KEY");
+	printf("Vault %s\n\nLEVELS\n  %-16s %8s %8s %14s %s\n", r->store, "LEVEL", "FILES",
+	       "FOLDERS", "BYTES", "KEY");
 	for (unsigned l = 0; l < r->cfg->nlevels; l++) {
 		if (!kr_level_held(r->kr, l)) {
-			printf("  %-16s %8s %8s %14s not held by this secret\n", r->cfg->levels[l].name,
-			       "-", "-", "-");
+			printf("  %-16s %8s %8s %14s not held by this secret\n",
+			       r->cfg->levels[l].name, "-", "-", "-");
 			continue;
 		}
 		printf("  %-16s %8" PRIu64 " %8" PRIu64 " %14" PRIu64 " generation %" PRIu32 "\n",
@@ -337,7 +338,8 @@ static void rp_print_text(struct rp *r, const struct kr_slot_info *slots, int ns
 		       r->levels[l].bytes, kr_level_generation(r->kr, l));
 	}
 	if (r->unreadable)
-		printf("  (%" PRIu64 " entries could not be read with this secret)\n", r->unreadable);
+		printf("  (%" PRIu64 " entries could not be read with this secret)\n",
+		       r->unreadable);
 	if (bag) {
 		rp_time((uint64_t)bag->st_mtime * 1000000u, when, sizeof(when));
 		printf("  last key rotation: %s\n", when);
@@ -348,10 +350,11 @@ static void rp_print_text(struct rp *r, const struct kr_slot_info *slots, int ns
 	printf("\nKEYSLOTS\n");
 	for (int i = 0; i < nslots; i++)
 		printf("  slot %-3d %-10s up to %-14s%s\n", slots[i].index,
-		       slots[i].kind == KR_SECRET_RECOVERY	? "recovery"
+		       slots[i].kind == KR_SECRET_RECOVERY     ? "recovery"
 		       : slots[i].kind == KR_SECRET_PASSPHRASE ? "passphrase"
 							       : "unreadable",
-		       slots[i].ceiling < r->cfg->nlevels ? r->cfg->levels[slots[i].ceiling].name : "?",
+		       slots[i].ceiling < r->cfg->nlevels ? r->cfg->levels[slots[i].ceiling].name
+							  : "?",
 		       slots[i].admin ? " admin" : "");
 
 	printf("\nPOLICY\n");
@@ -380,9 +383,11 @@ static void rp_print_text(struct rp *r, const struct kr_slot_info *slots, int ns
 			const struct pol_folder *fo = &p->folders[f];
 			int reach = rp_folder_reach(p, fo);
 
-			printf("  folder %s (%s)\n", fo->path, reach == POL_NONE ? "level unchanged" : p->levels[reach]);
+			printf("  folder %s (%s)\n", fo->path,
+			       reach == POL_NONE ? "level unchanged" : p->levels[reach]);
 			for (unsigned i = 0; i < p->nroles; i++)
-				printf("      %-14s %s\n", p->roles[i].name, rp_effective(p, i, fo));
+				printf("      %-14s %s\n", p->roles[i].name,
+				       rp_effective(p, i, fo));
 		}
 		for (unsigned a = 0; a < p->nalerts; a++)
 			printf("  alert %-13s %s%s\n", p->alerts[a].name,
@@ -432,8 +437,8 @@ static void rp_print_json(struct rp *r, const struct kr_slot_info *slots, int ns
 		rp_json_str(r->cfg->levels[l].name);
 		printf(", \"held\": %s", held ? "true" : "false");
 		if (held)
-			printf(", \"files\": %" PRIu64 ", \"folders\": %" PRIu64 ", \"bytes\": %" PRIu64
-			       ", \"generation\": %" PRIu32,
+			printf(", \"files\": %" PRIu64 ", \"folders\": %" PRIu64
+			       ", \"bytes\": %" PRIu64 ", \"generation\": %" PRIu32,
 			       r->levels[l].files, r->levels[l].folders, r->levels[l].bytes,
 			       kr_level_generation(r->kr, l));
 		printf("}");
@@ -449,10 +454,11 @@ static void rp_print_json(struct rp *r, const struct kr_slot_info *slots, int ns
 	for (int i = 0; i < nslots; i++)
 		printf("%s{\"slot\": %d, \"kind\": \"%s\", \"ceiling\": \"%s\", \"admin\": %s}",
 		       i ? ", " : "", slots[i].index,
-		       slots[i].kind == KR_SECRET_RECOVERY	? "recovery"
+		       slots[i].kind == KR_SECRET_RECOVERY     ? "recovery"
 		       : slots[i].kind == KR_SECRET_PASSPHRASE ? "passphrase"
 							       : "unreadable",
-		       slots[i].ceiling < r->cfg->nlevels ? r->cfg->levels[slots[i].ceiling].name : "",
+		       slots[i].ceiling < r->cfg->nlevels ? r->cfg->levels[slots[i].ceiling].name
+							  : "",
 		       slots[i].admin ? "true" : "false");
 	printf("], \"policy\": ");
 	if (!p) {
@@ -467,7 +473,8 @@ static void rp_print_json(struct rp *r, const struct kr_slot_info *slots, int ns
 		for (unsigned i = 0; i < p->nroles; i++) {
 			printf("%s{\"name\": ", i ? ", " : "");
 			rp_json_str(p->roles[i].name);
-			printf(", \"clearance\": \"%s\", \"groups\": [", p->levels[p->roles[i].clearance]);
+			printf(", \"clearance\": \"%s\", \"groups\": [",
+			       p->levels[p->roles[i].clearance]);
 			for (unsigned g = 0; g < p->roles[i].ngroups; g++) {
 				printf("%s", g ? ", " : "");
 				rp_json_str(p->roles[i].groups[g].name);
@@ -558,9 +565,9 @@ static void rp_help(void)
 
 int cmd_report(int argc, char **argv)
 {
-	struct cli_secret_opts so = { 0 };
+	struct cli_secret_opts so = {0};
 	struct kr_slot_info slots[KR_MAX_SLOTS];
-	struct rp r = { 0 };
+	struct rp r = {0};
 	struct stat bag;
 	char path[4096];
 	const char *since = NULL;
@@ -586,7 +593,8 @@ int cmd_report(int argc, char **argv)
 		} else if (argv[i][0] != '-' && !r.store) {
 			r.store = argv[i];
 		} else {
-			cli_err(argv[i], "unexpected argument to report (see strongroom report --help)");
+			cli_err(argv[i],
+				"unexpected argument to report (see strongroom report --help)");
 			return EXIT_USAGE;
 		}
 	}
@@ -606,7 +614,8 @@ int cmd_report(int argc, char **argv)
 	if (rc != EXIT_OK)
 		return rc;
 	if (!kr_audit_sk(r.kr)) {
-		cli_err(r.store, "keyslot %d is not an admin keyslot: a report needs an admin secret",
+		cli_err(r.store,
+			"keyslot %d is not an admin keyslot: a report needs an admin secret",
 			kr_keyring_slot(r.kr));
 		rc = EXIT_FAIL;
 		goto out;

@@ -47,8 +47,8 @@ static int wt_mountpoint(const char *arg, char canon[PATH_MAX])
 }
 
 /* Send req (and a secret) to the driver of mp; print its answer. */
-static int wt_send(const char *arg, const char *mp, const char *req, const char *secret,
-		   size_t len, bool quiet)
+static int wt_send(const char *arg, const char *mp, const char *req, const char *secret, size_t len,
+		   bool quiet)
 {
 	char reply[CTL_REPLY_MAX];
 	int r = ctl_request(mp, req, secret, len, reply, sizeof(reply), WT_TIMEOUT_SEC);
@@ -157,8 +157,8 @@ int cmd_lock(int argc, char **argv)
 
 int cmd_unlock(int argc, char **argv)
 {
-	struct cli_secret_opts so = { 0 };
-	struct cli_secret s = { 0 };
+	struct cli_secret_opts so = {0};
+	struct cli_secret s = {0};
 	const char *arg = NULL;
 	char mp[PATH_MAX];
 	int rc;
@@ -171,7 +171,8 @@ int cmd_unlock(int argc, char **argv)
 		if (r > 0)
 			continue;
 		if (strcmp(argv[i], "--help") == 0) {
-			printf("Usage: strongroom unlock MOUNTPOINT [--passphrase-file F | --extpass CMD "
+			printf("Usage: strongroom unlock MOUNTPOINT [--passphrase-file F | "
+			       "--extpass CMD "
 			       "| --recovery-key-file F]\n");
 			return EXIT_OK;
 		}
@@ -192,8 +193,9 @@ int cmd_unlock(int argc, char **argv)
 	rc = cli_secret_read(arg, &so, false, &s);
 	if (rc != EXIT_OK)
 		return rc;
-	rc = wt_send(arg, mp, s.kind == KR_SECRET_RECOVERY ? "unlock recovery" : "unlock passphrase",
-		     s.bytes, s.len, false);
+	rc =
+	    wt_send(arg, mp, s.kind == KR_SECRET_RECOVERY ? "unlock recovery" : "unlock passphrase",
+		    s.bytes, s.len, false);
 	cli_secret_free(&s);
 	return rc;
 }

@@ -45,7 +45,7 @@
 #define SO_PEERGROUPS 59
 #endif
 
-#define CTL_TIMEOUT_SEC 5
+#define CTL_TIMEOUT_SEC	    5
 #define CTL_PEER_GROUPS_MAX 1024
 
 struct ctl_server {
@@ -102,10 +102,10 @@ static void ctl_status(struct ctl_server *s, int fd)
 
 	vault_watch_status(s->v, &st);
 	n = vault_watch_frozen_list(s->v, frozen, VAULT_WATCH_FROZEN_MAX);
-#define OUT(...)                                                                                  \
+#define OUT(...)                                                                                   \
 	do {                                                                                       \
 		int m = snprintf(buf + len, sizeof(buf) - len, __VA_ARGS__);                       \
-		if (m > 0 && (size_t)m < sizeof(buf) - len)                                       \
+		if (m > 0 && (size_t)m < sizeof(buf) - len)                                        \
 			len += (size_t)m;                                                          \
 	} while (0)
 	OUT("ok status\n");
@@ -199,8 +199,8 @@ static void ctl_handle(struct ctl_server *s, int fd)
 	struct ucred cred;
 	gid_t groups[CTL_PEER_GROUPS_MAX];
 	socklen_t sl = sizeof(cred), gl = sizeof(groups);
-	struct vault_caller c = { 0 };
-	struct timeval tv = { CTL_TIMEOUT_SEC, 0 };
+	struct vault_caller c = {0};
+	struct timeval tv = {CTL_TIMEOUT_SEC, 0};
 	char *buf = NULL, *nl, *arg, msg[256];
 	size_t len = 0;
 	uid_t uid;
@@ -219,8 +219,10 @@ static void ctl_handle(struct ctl_server *s, int fd)
 	}
 	/* Invariant 1. */
 	if (!vault_caller_is_admin(s->v, &c)) {
-		fprintf(stderr, "strongroom: control channel: uid %u (pid %ld) refused: not root or "
-			"the vault's admin group\n", (unsigned)c.uid, (long)c.pid);
+		fprintf(stderr,
+			"strongroom: control channel: uid %u (pid %ld) refused: not root or "
+			"the vault's admin group\n",
+			(unsigned)c.uid, (long)c.pid);
 		ctl_reply_err(fd, -EPERM,
 			      "only root or the vault's admin group may use the control channel");
 		return;
@@ -278,7 +280,8 @@ static void ctl_handle(struct ctl_server *s, int fd)
 		}
 		r = vault_level_lock(s->v, s->kr, (unsigned)level, &c);
 		if (r == -ENOKEY)
-			ctl_reply_err(fd, r, "this mount does not hold that level (or it is locked)");
+			ctl_reply_err(fd, r,
+				      "this mount does not hold that level (or it is locked)");
 		else if (r < 0)
 			ctl_reply_err(fd, r, NULL);
 		else {
@@ -297,7 +300,7 @@ out:
 static void *ctl_thread(void *arg)
 {
 	struct ctl_server *s = arg;
-	struct pollfd p[2] = { { s->fd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
+	struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
 
 	for (;;) {
 		int fd;
@@ -322,7 +325,7 @@ int ctl_server_start(struct vault *v, struct kr_keyring *kr, const char *store,
 		     const char *mountpoint, struct ctl_server **out)
 {
 	struct ctl_server *s = calloc(1, sizeof(*s));
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *dir = fe_runtime_dir();
 	int r;
 
@@ -390,8 +393,8 @@ void ctl_server_stop(struct ctl_server *s)
 
 static int ctl_connect(const char *mountpoint)
 {
-	const char *dirs[2] = { fe_runtime_dir(), FE_RUNTIME_DIR };
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *dirs[2] = {fe_runtime_dir(), FE_RUNTIME_DIR};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int r = -ENOENT;
 
 	for (int i = 0; i < 2; i++) {
@@ -416,7 +419,7 @@ static int ctl_connect(const char *mountpoint)
 int ctl_request(const char *mountpoint, const char *req, const char *secret, size_t len,
 		char *reply, size_t cap, int timeout_sec)
 {
-	struct timeval tv = { timeout_sec, 0 };
+	struct timeval tv = {timeout_sec, 0};
 	size_t got = 0;
 	int fd, r;
 

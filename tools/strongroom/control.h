@@ -18,7 +18,7 @@
 #include "strongroom/vault.h"
 
 #define CTL_REQUEST_MAX 8192
-#define CTL_REPLY_MAX 8192
+#define CTL_REPLY_MAX	8192
 
 struct ctl_server;
 
