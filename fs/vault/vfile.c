@@ -57,6 +57,7 @@
 struct vf_dirty {
 	uint64_t index;
 	uint32_t len; /* valid bytes; the rest of data is zero */
+	uint32_t lo;  /* lowest byte written, or loaded (0); chunk_size: none */
 	uint8_t *data; /* chunk_size bytes */
 };
 
@@ -497,6 +498,54 @@ out:
 	return rc;
 }
 
+/* Whole: every byte of the chunk written (or loaded). A chunk written
+ * from its middle is not, although its len may reach the end: the kernel
+ * hands the driver the pieces of a sequential write on several threads, and
+ * the piece that starts a chunk can arrive after the one that ends it. */
+static bool vf_dirty_whole(const struct vf_file *f, const struct vf_dirty *d)
+{
+	return d->lo == 0 && d->len == f->chunk_size;
+}
+
+/* The dirty set is full: append the whole chunks and keep the partly
+ * written ones, whose missing bytes are usually on their way; a frame
+ * written for them now would be dead once they arrive (the store of a
+ * 1 GiB CSV file written with dd through the mount was 4.7% larger than
+ * the engine's own). Flushes everything when fewer than half the chunks
+ * are whole, so the set always drains. */
+static int vf_flush_whole(struct vf_file *f)
+{
+	size_t nwhole = 0, npart, i, j;
+	int rc;
+
+	for (i = 0; i < f->ndirty; i++)
+		if (vf_dirty_whole(f, &f->dirty[i]))
+			nwhole++;
+	if (nwhole == f->ndirty || nwhole < (f->dirty_max + 1) / 2)
+		return vf_flush_dirty(f);
+	/* Whole chunks to the front, partial ones behind them. */
+	for (i = 0, j = f->ndirty; i < j;) {
+		if (vf_dirty_whole(f, &f->dirty[i])) {
+			i++;
+		} else {
+			struct vf_dirty t = f->dirty[i];
+
+			f->dirty[i] = f->dirty[--j];
+			f->dirty[j] = t;
+		}
+	}
+	npart = f->ndirty - nwhole;
+	f->ndirty = nwhole;
+	rc = vf_flush_dirty(f); /* on success it empties [0, nwhole) only */
+	if (rc) {
+		f->ndirty = nwhole + npart;
+		return rc;
+	}
+	memmove(f->dirty, f->dirty + nwhole, npart * sizeof *f->dirty);
+	f->ndirty = npart;
+	return 0;
+}
+
 /* Make chunk index dirty, loading its current content. */
 static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out)
 {
@@ -509,7 +558,7 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 		return 0;
 	}
 	if (f->ndirty >= f->dirty_max) {
-		rc = vf_flush_dirty(f);
+		rc = vf_flush_whole(f);
 		if (rc)
 			return rc;
 	}
@@ -519,6 +568,7 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 		return -ENOMEM;
 	d->index = index;
 	d->len = 0;
+	d->lo = f->chunk_size;
 	r = vf_map_find(f, index);
 	if (r) {
 		rc = vf_chunk_read(f, r, d->data, 0, r->raw_len);
@@ -527,6 +577,7 @@ static int vf_dirty_get(struct vf_file *f, uint64_t index, struct vf_dirty **out
 			return rc;
 		}
 		d->len = r->raw_len;
+		d->lo = 0;
 	}
 	f->ndirty++;
 	*out = d;
@@ -1130,6 +1181,8 @@ ssize_t vf_write(struct vf_file *f, const void *buf, size_t n, uint64_t off)
 		memcpy(d->data + from, in + done, len);
 		if (from + len > d->len)
 			d->len = from + len;
+		if (from < d->lo)
+			d->lo = from;
 		done += len;
 		if (pos + len > f->size)
 			f->size = pos + len;

@@ -279,6 +279,50 @@ TEST(seal_without_sync_leaves_nothing_for_close_to_write)
 	CHECK_EQ(vf_close(f), 0);
 }
 
+TEST(sequential_and_out_of_order_writes_leave_no_dead_frames)
+{
+	const size_t n = 4u << 20, piece = 100000;
+	uint8_t *b = malloc(n), *back = malloc(n);
+	struct vf_file *f;
+	long long whole, pieces;
+	CHECK(b && back);
+	randombytes_buf(b, n);
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "in-one", 0, S_IFREG | 0600, 0, 0, &f), 0);
+	CHECK_EQ(vf_write(f, b, n, 0), (ssize_t)n);
+	CHECK_EQ(vf_close(f), 0);
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "in-pieces", 0, S_IFREG | 0600, 0, 0, &f), 0);
+	for (size_t off = 0; off < n; off += piece) {
+		size_t len = n - off < piece ? n - off : piece;
+		CHECK_EQ(vf_write(f, b + off, len, off), (ssize_t)len);
+	}
+	CHECK(!vf_needs_compaction(f));
+	CHECK_EQ(vf_close(f), 0);
+	/* The second MiB before the first, both cut inside a chunk, as the
+	 * kernel's writeback threads may hand them over. */
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "out-of-order", 0, S_IFREG | 0600, 0, 0, &f), 0);
+	CHECK_EQ(vf_write(f, b + (1u << 20) + 20000, n - (1u << 20) - 20000, (1u << 20) + 20000),
+		 (ssize_t)(n - (1u << 20) - 20000));
+	CHECK_EQ(vf_write(f, b, (1u << 20) + 20000, 0), (ssize_t)((1u << 20) + 20000));
+	CHECK_EQ(vf_close(f), 0);
+	CHECK(fx_store_size("out-of-order") <= fx_store_size("in-one") + fx_store_size("in-one") / 200);
+	CHECK_EQ(vf_open(fx_kr, fx_dir, "out-of-order", false, &f), 0);
+	CHECK_EQ(vf_read(f, back, n, 0), (ssize_t)n);
+	CHECK(memcmp(back, b, n) == 0);
+	CHECK_EQ(vf_close(f), 0);
+	whole = fx_store_size("in-one");
+	pieces = fx_store_size("in-pieces");
+	printf("# 4 MiB in one write: %lld store bytes; in 100,000-byte writes: %lld\n", whole, pieces);
+	/* A chunk cut by a write boundary is not appended before it is whole:
+	 * the same frames either way, give or take the seals. */
+	CHECK(pieces <= whole + whole / 200);
+	CHECK_EQ(vf_open(fx_kr, fx_dir, "in-pieces", false, &f), 0);
+	CHECK_EQ(vf_read(f, back, n, 0), (ssize_t)n);
+	CHECK(memcmp(back, b, n) == 0);
+	CHECK_EQ(vf_close(f), 0);
+	free(b);
+	free(back);
+}
+
 TEST(compaction_drops_dead_frames_and_keeps_content_and_identity)
 {
 	struct vf_file *f;
@@ -541,6 +585,7 @@ int main(void)
 	RUN(xattrs_mode_and_owner_survive_reopen);
 	RUN(opening_and_closing_an_unchanged_file_leaves_its_bytes_alone);
 	RUN(seal_without_sync_leaves_nothing_for_close_to_write);
+	RUN(sequential_and_out_of_order_writes_leave_no_dead_frames);
 	RUN(compaction_drops_dead_frames_and_keeps_content_and_identity);
 	RUN(compaction_skips_files_with_hard_links);
 	RUN(copy_to_level_reencrypts_with_same_content);
