@@ -37,7 +37,7 @@
 #include "pol_internal.h"
 
 #define WINDOW_DEFAULT_SEC 60
-#define WINDOW_MAX_SEC	   (7u * 86400u)
+#define WINDOW_MAX_SEC	   ((uint64_t)7 * 86400)
 
 static const char *const day_names[7] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 

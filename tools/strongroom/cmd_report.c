@@ -29,7 +29,7 @@
 #include "strongroom/vault.h"
 
 #define RP_POLICY_MAX	     (1u << 20)
-#define RP_DEFAULT_SINCE_SEC (30u * 86400u)
+#define RP_DEFAULT_SINCE_SEC ((time_t)30 * 86400)
 #define RP_USER_PATHS_MAX    1000
 #define RP_USER_PATHS_SHOWN  20
 #define RP_DEPTH_MAX	     256
@@ -97,7 +97,7 @@ static int rp_since_parse(const char *s, uint64_t *out)
 	uint64_t now;
 	unsigned long long v;
 	char unit, *end;
-	int n = 0, y, mo, d;
+	int y, mo, d;
 	struct tm tm = {0};
 
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -111,16 +111,30 @@ static int rp_since_parse(const char *s, uint64_t *out)
 			return -EINVAL;
 		return *out = (uint64_t)v * 1000000u, 0;
 	}
-	if (s[0] >= '0' && s[0] <= '9' && sscanf(s, "%llu%c%n", &v, &unit, &n) == 2 && !s[n] &&
-	    strchr("smhd", unit)) {
-		uint64_t mul = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 86400;
-		uint64_t age = (uint64_t)v * mul * 1000000u;
+	if (s[0] >= '0' && s[0] <= '9') {
+		errno = 0;
+		v = strtoull(s, &end, 10);
+		unit = *end;
+		if (!errno && unit && strchr("smhd", unit) && end[1] == '\0') {
+			uint64_t mul = unit == 's'   ? 1
+				       : unit == 'm' ? 60
+				       : unit == 'h' ? 3600
+						     : 86400;
+			uint64_t age = (uint64_t)v * mul * 1000000u;
 
-		return *out = age > now ? 0 : now - age, 0;
+			return *out = age > now ? 0 : now - age, 0;
+		}
 	}
-	n = 0;
-	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 || s[n] || mo < 1 ||
-	    mo > 12 || d < 1 || d > 31)
+	/* YYYY-MM-DD */
+	for (int i = 0; i < 10; i++)
+		if (i == 4 || i == 7 ? s[i] != '-' : (s[i] < '0' || s[i] > '9'))
+			return -EINVAL;
+	if (s[10])
+		return -EINVAL;
+	y = (int)strtol(s, NULL, 10);
+	mo = (int)strtol(s + 5, NULL, 10);
+	d = (int)strtol(s + 8, NULL, 10);
+	if (mo < 1 || mo > 12 || d < 1 || d > 31)
 		return -EINVAL;
 	tm.tm_year = y - 1900;
 	tm.tm_mon = mo - 1;
@@ -273,7 +287,6 @@ static int rp_trail(struct rp *r)
 	struct audit_reader *rd = NULL;
 	struct audit_entry *e = NULL;
 	char dir[4096];
-	int n;
 
 	snprintf(dir, sizeof(dir), "%s/audit", r->store);
 	r->ver_err = audit_verify(dir, r->cfg->vault_id, r->cfg->audit_pk, sk, chain, &r->ver);
@@ -285,7 +298,7 @@ static int rp_trail(struct rp *r)
 		free(e);
 		return 0;
 	}
-	while ((n = audit_reader_next(rd, e)) == 1) {
+	while (audit_reader_next(rd, e) == 1) {
 		struct rp_user *u;
 
 		if (e->kind != 1 || e->time_us < r->since_us)
