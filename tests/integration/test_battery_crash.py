@@ -13,7 +13,8 @@ any repair step and checked against a model of what the workload did:
 A power-loss variant cuts every store file back to the length it had right
 after the workload's last fsync, then mounts and checks the synced state.
 
-SR_BATTERY_LONG=1 (tools/check --long) runs more fault points per workload.
+SR_BATTERY_LONG=1 (tools/check --long) runs more fault points per workload,
+SR_BATTERY_QUICK=1 (the sanitizer pass) one per kind of call.
 """
 
 import errno
@@ -27,6 +28,7 @@ import pytest
 from conftest import pid_running, sr, wait_until
 
 LONG = os.environ.get("SR_BATTERY_LONG") == "1"
+QUICK = os.environ.get("SR_BATTERY_QUICK") == "1"  # the sanitizer pass: fewer points
 CHUNK = 65536
 RECOVERY_LOG = r"(?i)recover|torn|crash|seal|integrity|interrupted|compact"
 
@@ -265,10 +267,12 @@ WORKLOADS = {
 # driver's first store call, so small N land in the mount itself (that is a
 # crash point too) and larger ones in the workload.
 POINTS = {
-    "write": [3, 20, 45] + ([8, 12, 30, 60, 90, 140] if LONG else []),
-    "fsync": [2, 8, 20] + ([4, 12, 16, 30, 45] if LONG else []),
-    "rename": [1, 3, 8] + ([2, 5, 12, 20] if LONG else []),
+    "write": [3, 25] + ([8, 12, 20, 30, 45, 60, 90, 140] if LONG else []),
+    "fsync": [2, 10] + ([4, 8, 12, 16, 20, 30, 45] if LONG else []),
+    "rename": [1, 4] + ([2, 3, 5, 8, 12, 20] if LONG else []),
 }
+if QUICK and not LONG:
+    POINTS = {kind: ns[:1] for kind, ns in POINTS.items()}
 UNTOUCHED = {
     "keep/a.txt": b"untouched text\n" * 100,
     "keep/b.bin": bytes(range(256)) * 900,
