@@ -182,7 +182,7 @@ def store_file_of(store, size_at_least):
     return big[0]
 
 
-def test_every_kind_of_event_appears_for_its_operation(vault, users):
+def test_every_kind_of_event_appears_for_its_operation(vault, users, shared_mnt):
     store, mnt = vault
     alice = users[0]
     uid = pwd.getpwnam(alice).pw_uid
@@ -199,8 +199,15 @@ def test_every_kind_of_event_appears_for_its_operation(vault, users):
     subprocess.run(["setfacl", "-m", f"u:{uid}:r", str(mnt / "c.txt")], check=True)  # acl
     (mnt / "secret").mkdir()
     os.setxattr(mnt / "secret", "user.strongroom.level", b"confidential")  # level
-    p = subprocess.run(["mknod", str(mnt / "dev"), "c", "1", "3"], capture_output=True)
-    assert p.returncode != 0                                     # denial (EPERM)
+    (mnt / "mine.txt").write_text("alice's")
+    os.chown(mnt / "mine.txt", uid, -1)
+    vault.unmount()
+    vault.mount("--allow-other", mnt=shared_mnt)
+    _, rc, _, err = run_as(alice, "setfattr", "-n", "user.strongroom.level", "-v", "restricted",
+                           shared_mnt / "mine.txt")
+    assert rc != 0 and b"not permitted" in err, err            # denial (EPERM): not an admin
+    vault.unmount(mnt=shared_mnt)
+    vault.mount()
     os.unlink(mnt / "s")                                         # unlink
     os.rmdir(mnt / "secret")                                     # rmdir
     (mnt / "t").mkdir()
@@ -231,8 +238,8 @@ def test_every_kind_of_event_appears_for_its_operation(vault, users):
     assert only(recs, event="truncate", path="/d/a.txt")[0]["bytes"] == 2
     lvl = only(recs, event="level", path="/secret")
     assert lvl[0]["level"] == "confidential" and lvl[0]["detail"] == "public"
-    den = only(recs, event="denial", path="/dev")
-    assert den and den[0]["error"] == "EPERM"
+    den = only(recs, event="denial", path="/mine.txt")
+    assert den and den[0]["error"] == "EPERM" and den[0]["uid"] == uid
     details = [r.get("detail", "") for r in only(recs, event="setattr")]
     assert any("chmod 0640" in d for d in details)
     assert any(f"chown {uid}:-1" in d for d in details)
