@@ -109,6 +109,12 @@ const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
  *  4. STORE/rotate.state ("level=N gen=G") exists from before the new key
  *     is added to the key bag until after the old one is removed from it;
  *     while it exists, mounts are refused and fsck reports it.
+ *  5. A rewritten file keeps its file_id (its st_ino through a mount). A
+ *     file of several names (store hard links) is left for after the walk
+ *     and then rewritten once, each of its names given the new file by a
+ *     hard link renamed over it; meanwhile rotate.state carries
+ *     "link=<file_id hex>", so a rerun gives its remaining names the same
+ *     new file instead of a copy each.
  */
 
 #define ADMIN_ROTATE_STATE	"rotate.state"
@@ -118,6 +124,7 @@ struct vault_rotate_stats {
 	uint64_t dirs, files, names;	  /* re-encrypted */
 	uint64_t done;			  /* objects found already under the new key */
 	uint64_t skipped;		  /* objects of other levels, or locked */
+	uint64_t linked;		  /* names given a rewritten file of several names */
 	uint64_t bytes_done, bytes_total; /* store bytes visited / to visit */
 };
 

@@ -145,3 +145,47 @@ def test_a_second_interruption_of_the_resumed_rotation_also_resumes(fresh_vault)
     rotate(v)
     assert fsck_rc(v.store, v.passfile)[0] == 0
     check_content(v, content)
+
+
+def make_links(v):
+    """A file of the level with three names in three folders, and a plain
+    file beside it. Returns (st_ino through the mount, contents)."""
+    data = os.urandom(150000)
+    v.mount()
+    (v.mnt / "a" / "b").mkdir(parents=True)
+    (v.mnt / "c").mkdir()
+    (v.mnt / "a" / "doc.bin").write_bytes(data)
+    os.link(v.mnt / "a" / "doc.bin", v.mnt / "a" / "b" / "second.bin")
+    os.link(v.mnt / "a" / "doc.bin", v.mnt / "c" / "third.bin")
+    (v.mnt / "c" / "alone.txt").write_bytes(b"alone" * 100)
+    ino = os.stat(v.mnt / "a" / "doc.bin").st_ino
+    v.unmount()
+    return ino, data
+
+
+LINK_NAMES = ["a/doc.bin", "a/b/second.bin", "c/third.bin"]
+
+
+def check_links(v, ino, data):
+    v.mount()
+    try:
+        sts = [os.stat(v.mnt / n) for n in LINK_NAMES]
+        assert {st.st_ino for st in sts} == {ino}
+        assert [st.st_nlink for st in sts] == [3, 3, 3]
+        for n in LINK_NAMES:
+            assert (v.mnt / n).read_bytes() == data, n
+        with open(v.mnt / "c" / "third.bin", "r+b") as f:
+            f.write(b"written through the third name")
+        assert (v.mnt / "a" / "b" / "second.bin").read_bytes()[:30] == b"written through the third name"
+        assert (v.mnt / "c" / "alone.txt").read_bytes() == b"alone" * 100
+    finally:
+        v.unmount()
+
+
+def test_rotate_keeps_a_file_of_three_hard_links_one_file(fresh_vault):
+    v = fresh_vault
+    ino, data = make_links(v)
+    p = rotate(v)
+    assert "the old key is destroyed" in p.stdout
+    assert fsck_rc(v.store, v.passfile)[0] == 0
+    check_links(v, ino, data)
