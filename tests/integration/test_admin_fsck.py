@@ -190,3 +190,40 @@ def test_fsck_with_a_wrong_passphrase_exits_3(fresh_vault):
     bad.write_text("wrong\n")
     p = sr("fsck", fresh_vault.store, "--passphrase-file", bad, check=False)
     assert p.returncode == 3
+
+
+def test_fsck_repair_of_a_damaged_file_with_hard_links_keeps_one_file(fresh_vault):
+    v = fresh_vault
+    data = os.urandom(3 * CHUNK)
+    v.mount()
+    (v.mnt / "docs").mkdir()
+    (v.mnt / "other").mkdir()
+    (v.mnt / "docs" / "report.bin").write_bytes(data)
+    os.link(v.mnt / "docs" / "report.bin", v.mnt / "other" / "same.bin")
+    ino = os.stat(v.mnt / "docs" / "report.bin").st_ino
+    v.unmount()
+    (f, _) = [e for e in store_entries(v.store) if os.path.isfile(e) and os.stat(e).st_nlink == 2]
+    chunk1 = [fr for fr in frames(f) if fr[1] == FRAME_CHUNK and fr[2] == 1][-1]
+    raw = bytearray(open(f, "rb").read())
+    raw[chunk1[0] + FRAME_HEADER_BYTES + 10] ^= 0x01
+    open(f, "wb").write(raw)
+
+    p = fsck(v, "--repair")
+    assert p.returncode == 1, p.stdout + p.stderr
+    states = [line.split("\t")[3] for line in problem_lines(p)]
+    assert states == ["fixed", "fixed"]  # chunk 1 seen through each name
+    assert fsck(v).returncode == 0
+
+    v.mount()
+    try:
+        names = [v.mnt / "docs" / "report.bin", v.mnt / "other" / "same.bin"]
+        sts = [os.stat(n) for n in names]
+        assert [st.st_ino for st in sts] == [ino, ino]
+        assert [st.st_nlink for st in sts] == [2, 2]
+        want = data[:CHUNK] + bytes(CHUNK) + data[2 * CHUNK:]
+        assert [n.read_bytes() == want for n in names] == [True, True]
+        with open(names[1], "r+b") as fh:
+            fh.write(b"through the second name")
+        assert names[0].read_bytes()[:23] == b"through the second name"
+    finally:
+        v.unmount()

@@ -189,3 +189,21 @@ def test_rotate_keeps_a_file_of_three_hard_links_one_file(fresh_vault):
     assert "the old key is destroyed" in p.stdout
     assert fsck_rc(v.store, v.passfile)[0] == 0
     check_links(v, ino, data)
+
+
+# With make_links' tree, rename 15 is the first name switch of the file of
+# three names (none switched yet), 16 and 17 leave one and two of its names
+# switched, 18 all three but the state not cleared; write 16 is mid-copy.
+@pytest.mark.parametrize("fault", ["write:16:abort", "rename:15:abort", "rename:16:abort",
+                                   "rename:17:abort", "rename:18:abort"])
+def test_rotate_killed_while_switching_hard_links_resumes_to_one_file(fresh_vault, fault):
+    v = fresh_vault
+    ino, data = make_links(v)
+    p = rotate(v, env=dict(os.environ, SR_FAULT=fault), check=False)
+    assert p.returncode != 0, "the fault did not fire: " + p.stdout
+    assert "link=" in (v.store / "rotate.state").read_text()
+    rotate(v)
+    assert not (v.store / "rotate.state").exists()
+    rc, out = fsck_rc(v.store, v.passfile)
+    assert rc == 0, out
+    check_links(v, ino, data)
