@@ -3,6 +3,7 @@ the old key opening nothing of the result, slots untouched, and a rotation
 killed at any point resumes with no file lost or unreadable."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -207,3 +208,43 @@ def test_rotate_killed_while_switching_hard_links_resumes_to_one_file(fresh_vaul
     rc, out = fsck_rc(v.store, v.passfile)
     assert rc == 0, out
     check_links(v, ino, data)
+
+
+def audit_records(v, event):
+    p = sr("audit", "show", v.store, "--json", "--event", event, "--passphrase-file", v.passfile)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def audit_verify_rc(v):
+    return sr("audit", "verify", v.store, "--passphrase-file", v.passfile, check=False).returncode
+
+
+def test_rotate_records_its_start_and_end_in_the_audit_trail(fresh_vault):
+    v = fresh_vault
+    fill(v)
+    rotate(v)
+    start, end = audit_records(v, "rotate")
+    assert start["level"] == end["level"] == "public"
+    assert start["detail"] == "start: key generation 0 -> 1"
+    assert start["outcome"] == 0 and start["process"] == "strongroom" and start["pid"] == end["pid"]
+    assert end["detail"].startswith("end: key generation 1; 4 files, ")
+    assert "the old key is destroyed" in end["detail"]
+    assert 200000 < end["bytes"] < 300000  # the store bytes of the tree (one.bin: 200000)
+    assert audit_verify_rc(v) == 0
+    rotate(v)
+    assert [r["detail"].split(":")[0] for r in audit_records(v, "rotate")] == ["start", "end"] * 2
+    assert audit_verify_rc(v) == 0
+
+
+def test_a_killed_and_resumed_rotation_records_start_resume_and_end(fresh_vault):
+    v = fresh_vault
+    fill(v)
+    rotate(v, env=dict(os.environ, SR_FAULT="rename:4:abort"), check=False)
+    rotate(v, env=dict(os.environ, SR_FAULT="write:1:eio"), check=False)
+    rotate(v)
+    recs = audit_records(v, "rotate")
+    assert [r["detail"].split()[0] for r in recs] == ["start:", "resume:", "stopped", "resume:", "end:"]
+    assert recs[2]["detail"].startswith("stopped at tree/")
+    assert recs[2]["outcome"] == 5  # EIO
+    assert recs[1]["detail"] == "resume: key generation 0 -> 1"
+    assert audit_verify_rc(v) == 0
