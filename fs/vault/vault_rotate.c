@@ -130,7 +130,7 @@ static int rot_state_load(struct vault_rotate *rt)
 
 int vault_rotate_state_read(const char *store, unsigned *level, uint32_t *gen)
 {
-	char line[64];
+	char line[128]; /* "level=N gen=G" and a pending " link=<32 hex>" */
 	ssize_t n;
 	int fd = store_openat(AT_FDCWD, store, O_RDONLY | O_DIRECTORY, 0);
 

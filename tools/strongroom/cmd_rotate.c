@@ -15,6 +15,10 @@
  * Run again after an interruption at any point, it resumes where the store
  * says it is: the state file names the level, the key bag holds the next
  * key, and each object tells by authentication which key it is under.
+ *
+ * Each run records `rotate` events in the audit trail (docs/audit.md 13):
+ * start or resume before anything changes (no trail, no rotation), stop on
+ * an error, end between steps 4 and 5.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@ static void rotate_help(void)
 	      "  The store must not be mounted. Interrupted (a crash, Ctrl-C, a full\n"
 	      "  disk), run it again: it resumes and no file is lost; until it finishes,\n"
 	      "  mounts of the store are refused. Progress is shown on a terminal.\n"
+	      "  Hard links stay hard links; each run is recorded in the audit trail.\n"
 	      "\n"
 	      "  Objects of other levels are not touched. A copy of the store made before\n"
 	      "  the rotation still opens with the old key (docs/threat-model.md).\n"
@@ -132,14 +137,6 @@ int cmd_rotate(int argc, char **argv)
 	rc = cli_store_lock(store, true, lock_fd);
 	if (rc != EXIT_OK)
 		goto out;
-	/* Fail closed: no rotation without its records in the trail. */
-	err = vault_admin_log_open(store, kr, &alog);
-	if (err < 0) {
-		cli_err(store, "cannot open the audit trail %s/audit: %s", store,
-			err == -EBUSY ? "in use by another writer" : strerror(-err));
-		rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
-		goto out;
-	}
 
 	/* Step 1, or where an interrupted run stopped. */
 	err = vault_rotate_state_read(store, &slevel, &sgen);
@@ -151,6 +148,17 @@ int cmd_rotate(int argc, char **argv)
 			slevel < cfg->nlevels ? cfg->levels[slevel].name : "?");
 		rc = EXIT_STORE;
 		goto out;
+	}
+	if (err == 0 || err == -ENOENT) {
+		/* Fail closed: no rotation without its records in the trail. */
+		int e = vault_admin_log_open(store, kr, &alog);
+
+		if (e < 0) {
+			cli_err(store, "cannot open the audit trail %s/audit: %s", store,
+				e == -EBUSY ? "in use by another writer" : strerror(-e));
+			rc = cli_exit_for(e) == EXIT_OK ? EXIT_FAIL : cli_exit_for(e);
+			goto out;
+		}
 	}
 	if (err == 0 && kr_level_generation(kr, (unsigned)level) == sgen &&
 	    !kr_rotate_next_generation(kr, (unsigned)level)) {
