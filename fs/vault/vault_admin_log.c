@@ -73,9 +73,9 @@ fail:
 	return r;
 }
 
-int vault_admin_log_write(struct vault_admin_log *l, enum audit_event_type type,
-			  const char *path, const char *path2, const char *level,
-			  uint64_t bytes, int err, const char *detail)
+int vault_admin_log_write(struct vault_admin_log *l, enum audit_event_type type, const char *path,
+			  const char *path2, const char *level, uint64_t bytes, int err,
+			  const char *detail)
 {
 	struct audit_event ev = {0};
 

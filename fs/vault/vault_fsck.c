@@ -445,8 +445,8 @@ out:
 /* Another name of a file rebuilt earlier in this run: give it the rebuilt
  * file (a hard link renamed over it), so the names stay one file.
  * @return 1 done, 0 not such a name, -errno. */
-static int fsck_file_relink(struct vault_fsck *ck, int dirfd, const char *sname,
-			    struct vf_file *f, char note[256])
+static int fsck_file_relink(struct vault_fsck *ck, int dirfd, const char *sname, struct vf_file *f,
+			    char note[256])
 {
 	struct fsck_rebuilt *rb = NULL;
 	struct stat st, nst;

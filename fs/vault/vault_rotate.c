@@ -120,8 +120,8 @@ static int rot_state_load(struct vault_rotate *rt)
 	rt->has_state = true;
 	l = strstr(line, " link=");
 	if (l) {
-		if (sodium_hex2bin(rt->pending_id, FMT_ID_BYTES, l + 6, 2 * FMT_ID_BYTES, NULL, NULL,
-				   NULL) != 0)
+		if (sodium_hex2bin(rt->pending_id, FMT_ID_BYTES, l + 6, 2 * FMT_ID_BYTES, NULL,
+				   NULL, NULL) != 0)
 			return -EUCLEAN;
 		rt->pending = true;
 	}
@@ -332,8 +332,8 @@ static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const
 	r = vf_getattr(f, &a);
 	if (r == 0 && a.level != rt->level) {
 		rt->stats.skipped++;
-	} else if (r == 0 && (nlink > 1 || (rt->pending &&
-					   sodium_memcmp(a.file_id, rt->pending_id, FMT_ID_BYTES) == 0))) {
+	} else if (r == 0 && (nlink > 1 || (rt->pending && sodium_memcmp(a.file_id, rt->pending_id,
+									 FMT_ID_BYTES) == 0))) {
 		rt->deferred++; /* one file of several names: rot_links, after the walk */
 	} else if (r == 0) {
 		r = rot_file_rewrite(rt, dirfd, sname, f);
@@ -616,9 +616,10 @@ static int rot_links_collect(struct vault_rotate *rt, int dirfd, const char *dpa
 			free(sub);
 		} else if (S_ISREG(st.st_mode) && (st.st_nlink > 1 || rt->pending)) {
 			int ffd = store_openat(fd, de->d_name, O_RDONLY, 0);
-			bool ok = ffd >= 0 &&
-				  store_pread(ffd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
-				  fmt_file_header_peek(head, &h) == 0;
+			bool ok =
+			    ffd >= 0 &&
+			    store_pread(ffd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+			    fmt_file_header_peek(head, &h) == 0;
 
 			if (ffd >= 0)
 				store_close(ffd);
@@ -770,8 +771,8 @@ out:
 /* One group: every name in the tree of one file_id, links[i..j). */
 static int rot_links_group(struct vault_rotate *rt, size_t i, size_t j)
 {
-	bool is_pending = rt->pending &&
-			  sodium_memcmp(rt->links[i].file_id, rt->pending_id, FMT_ID_BYTES) == 0;
+	bool is_pending =
+	    rt->pending && sodium_memcmp(rt->links[i].file_id, rt->pending_id, FMT_ID_BYTES) == 0;
 	size_t a, b, nold = 0, nnew = 0;
 	const struct rot_link *tgt = NULL;
 	int r = 0;

@@ -168,10 +168,9 @@ int vault_admin_log_open(const char *store, const struct kr_keyring *kr,
  * NULL) plaintext or store paths, level name (may be NULL), bytes, err (0
  * or -errno: the outcome), detail. @return 0 once the record is written,
  * or -errno. */
-int vault_admin_log_write(struct vault_admin_log *l, enum audit_event_type type,
-			  const char *path, const char *path2, const char *level,
-			  uint64_t bytes, int err, const char *detail)
-    __attribute__((warn_unused_result));
+int vault_admin_log_write(struct vault_admin_log *l, enum audit_event_type type, const char *path,
+			  const char *path2, const char *level, uint64_t bytes, int err,
+			  const char *detail) __attribute__((warn_unused_result));
 /* Close the segment (closing seal). Accepts NULL. @return 0 or -errno. */
 int vault_admin_log_close(struct vault_admin_log *l);
 

@@ -178,7 +178,9 @@ static int fsck_record(struct vault_admin_log *alog, const struct vault_fsck_pro
 	else
 		snprintf(detail, sizeof(detail), "%s %s: %s", vault_fsck_kind_name(p->kind),
 			 p->fixed ? "fixed" : "left",
-			 p->note[0] ? p->note : p->err ? strerror(-p->err) : "-");
+			 p->note[0] ? p->note
+			 : p->err   ? strerror(-p->err)
+				    : "-");
 	return vault_admin_log_write(alog, AUDIT_EV_REPAIR, p->path, p->store_path, NULL, 0,
 				     p->fixed ? 0 : p->err, detail);
 }
@@ -290,8 +292,8 @@ int cmd_fsck(int argc, char **argv)
 			 (unsigned long long)st->dirs, (unsigned long long)st->files,
 			 (unsigned long long)st->problems, (unsigned long long)st->fixed,
 			 (unsigned long long)(st->problems - st->fixed));
-		alog_err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL,
-						 st->bytes, 0, detail);
+		alog_err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL, st->bytes,
+						 0, detail);
 	}
 	if (alog_err < 0) {
 		cli_err(store, "writing the audit trail %s/audit failed: %s", store,
