@@ -487,7 +487,7 @@ static int fsck_file(struct vault_fsck *ck, int dirfd, const char *sname, const 
 	struct vault_fsck_problem *p;
 	struct fmt_file_header h;
 	struct vf_file *f = NULL;
-	struct vf_attr a;
+	struct vf_attr a = {0};
 	uint8_t head[FMT_FILE_HEADER_BYTES];
 	uint64_t pos = 0, chunk, first_bad = ck->nprobs, nbad = 0;
 	char note[256];

@@ -271,7 +271,7 @@ static int link_file(struct fx *f, const char *from, const char *to)
 TEST(fsck_repair_of_a_hard_linked_file_keeps_its_names_one_file_and_its_inode)
 {
 	static unsigned char data[3 * 65536];
-	struct stat before, a, b, sst[2];
+	struct stat before = {0}, a = {0}, b = {0}, sst[2] = {{0}};
 	uint64_t fixed = 0;
 	char file[600];
 	struct fx f;
@@ -299,7 +299,7 @@ TEST(rotate_keeps_the_file_id_and_the_hard_links_of_a_file)
 	static unsigned char data[100000], back[100000];
 	struct vault_rotate *rt = NULL;
 	struct kr_keyring *knew = NULL;
-	struct stat before, a, b, sst[2];
+	struct stat before = {0}, a = {0}, b = {0}, sst[2] = {{0}};
 	struct fx f;
 	int r;
 
