@@ -8,6 +8,13 @@
  * then the object (a directory is pushed, its metadata re-encrypted; a file
  * of the level rewritten).
  *
+ * A file of several store names (hard links) is not rewritten by the walk:
+ * rewriting it under one name would split it. Once the walk is done and
+ * every name is final, a second pass collects the names of such files by
+ * the file_id in their headers (plain, so no key is needed to group them)
+ * and rotates one file per step: one copy, then each name given the copy
+ * by a hard link renamed over it (admin.h invariant 5).
+ *
  * Invariants: those of admin.h (rotate 1-4). Besides, the two bare vaults
  * (old, new) hold only a keyring: the vault helpers used here read nothing
  * else (as in vault_fsck.c).
