@@ -301,7 +301,7 @@ static int fx_new(struct fx *f)
 	char rec[KR_RECOVERY_TEXT_BYTES];
 	struct kr_kdf_params kdf;
 	struct kr_config cfg;
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = PASS, .len = sizeof(PASS) - 1};
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -330,7 +330,7 @@ static void fx_free(struct fx *f)
 
 static int unlock(const char *store, struct kr_keyring **out)
 {
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = PASS, .len = sizeof(PASS) - 1};
 
 	return kr_vault_unlock(store, &s, out);
 }

@@ -155,6 +155,53 @@ int cmd_lock(int argc, char **argv)
 	return wt_send(arg, mp, req, NULL, 0, false);
 }
 
+/* A passphrase with a key file goes to the driver as one payload, the
+ * passphrase first ("unlock passphrase+keyfile:N", N its length), both in
+ * sodium_malloc'd memory and wiped after sending. */
+static int wt_unlock_keyfile(const char *arg, const char *mp, const struct cli_secret_opts *so)
+{
+	struct cli_keyfile kf = {0};
+	struct cli_secret s = {0};
+	unsigned char *payload = NULL;
+	size_t n = 0;
+	char req[64];
+	int rc;
+
+	rc = cli_keyfile_read(so->key_file, &kf);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cli_secret_read(arg, so, false, &s);
+	if (rc != EXIT_OK)
+		goto out;
+	n = s.len + kf.len;
+	if (n + sizeof req >= CTL_REQUEST_MAX) {
+		cli_err(so->key_file,
+			"key file too large to send to a running driver (strongroom unlock "
+			"takes key files up to %zu bytes)",
+			(size_t)CTL_REQUEST_MAX - sizeof req - s.len - 1);
+		rc = EXIT_SECRETSRC;
+		goto out;
+	}
+	payload = sodium_malloc(n);
+	if (!payload) {
+		cli_err(arg, "out of memory");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	memcpy(payload, s.bytes, s.len);
+	memcpy(payload + s.len, kf.bytes, kf.len);
+	snprintf(req, sizeof(req), "unlock passphrase+keyfile:%zu", s.len);
+	rc = wt_send(arg, mp, req, (const char *)payload, n, false);
+out:
+	if (payload) {
+		sodium_memzero(payload, n);
+		sodium_free(payload);
+	}
+	cli_secret_free(&s);
+	cli_keyfile_free(&kf);
+	return rc;
+}
+
 int cmd_unlock(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
@@ -173,7 +220,7 @@ int cmd_unlock(int argc, char **argv)
 		if (strcmp(argv[i], "--help") == 0) {
 			printf("Usage: strongroom unlock MOUNTPOINT [--passphrase-file F | "
 			       "--extpass CMD "
-			       "| --recovery-key-file F]\n");
+			       "| --recovery-key-file F] [--key-file F]\n");
 			return EXIT_OK;
 		}
 		if (argv[i][0] != '-' && !arg) {
@@ -190,6 +237,8 @@ int cmd_unlock(int argc, char **argv)
 	rc = wt_mountpoint(arg, mp);
 	if (rc != EXIT_OK)
 		return rc;
+	if (so.key_file && !so.recovery_key_file)
+		return wt_unlock_keyfile(arg, mp, &so);
 	rc = cli_secret_read(arg, &so, false, &s);
 	if (rc != EXIT_OK)
 		return rc;
