@@ -64,7 +64,7 @@ static void mnt_usage(void)
 {
 	cli_err("mount",
 		"usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
-		"--recovery-key-file F] [--foreground] [--allow-other] [--read-only] "
+		"--recovery-key-file F] [--key-file F] [--foreground] [--allow-other] [--read-only] "
 		"[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
 }
 
