@@ -59,7 +59,7 @@
 #define KR_CTX_LEVEL  "SRlevel_"
 #define KR_CTX_VAULT  "SRvault_"
 #define KR_SUB_COUNT  4
-#define KR_VSUB_COUNT 3
+#define KR_VSUB_COUNT 4
 
 /* All key bytes of one unlocked keyring, in one guarded allocation. */
 struct kr_secure {
@@ -180,6 +180,23 @@ void kr_subkeys_derive(struct kr_secure *sec, unsigned ceiling);
  * bag that does not parse, is of another vault or does not open. */
 int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_config *cfg,
 		 unsigned ceiling) __attribute__((warn_unused_result));
+
+/* ---- kr_watch.c: freezes and level locks, docs/format.md section 4.5 ---- */
+
+#define KR_WATCH_MAGIC	      "SRWATCH\0"
+#define KR_WATCH_MAGIC_BYTES  8
+#define KR_WATCH_VERSION      1
+#define KR_WATCH_HEADER_BYTES 44
+#define KR_WATCH_MAX_BYTES    (KR_WATCH_HEADER_BYTES + 4 * KR_WATCH_FROZEN_MAX + KR_KEY_BYTES)
+
+/* Encode st (uids sorted on the way) with its MAC under mac_key.
+ * @return the length, -EINVAL for duplicate uids or too many, -ENOSPC. */
+ssize_t kr_watch_encode(const struct kr_watch_state *st, const uint8_t vault_id[KR_VAULT_ID_BYTES],
+			const unsigned char mac_key[KR_KEY_BYTES], unsigned char *out, size_t cap);
+/* Decode and check a state file: vault_id and mac_key may be NULL (the
+ * fuzz target checks structure only). @return 0, -EUCLEAN, -EOPNOTSUPP. */
+int kr_watch_decode(const unsigned char *buf, size_t len, const uint8_t vault_id[KR_VAULT_ID_BYTES],
+		    unsigned nlevels, const unsigned char *mac_key, struct kr_watch_state *st);
 
 /* ---- kr_file.c ---- */
 

@@ -134,6 +134,8 @@ static void store_undo(const char *store, bool created)
 	}
 	if (kr_path_join(p, sizeof p, store, KR_CONFIG_NAME) == 0)
 		unlink(p);
+	if (kr_path_join(p, sizeof p, store, KR_WATCH_NAME) == 0)
+		unlink(p);
 	for (size_t i = 0; i < sizeof store_dirs / sizeof store_dirs[0]; i++)
 		if (kr_path_join(p, sizeof p, store, store_dirs[i]) == 0)
 			rmdir(p);
@@ -217,6 +219,15 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 			   KR_RECOVERY_RAW_BYTES, NULL, 0);
 	if (rc)
 		goto out;
+	/* An empty freeze and lock state: from now on its absence means it
+	 * was deleted (docs/format.md section 4.5). */
+	{
+		struct kr_watch_state ws;
+		memset(&ws, 0, sizeof ws);
+		rc = kr_watch_save(store, kr, &ws);
+		if (rc)
+			goto out;
+	}
 	/* The config goes last: its presence means the vault is complete. */
 	rc = kr_path_join(path, sizeof path, store, KR_CONFIG_NAME);
 	if (rc)

@@ -90,6 +90,7 @@ enum kr_vault_subkey {
 	KR_VSUB_HINT = 1,  /* level hints in file headers and directory metadata */
 	KR_VSUB_AUDIT = 2, /* audit chain */
 	KR_VSUB_CONFIG = 3, /* MAC of strongroom.conf */
+	KR_VSUB_WATCH = 4,  /* MAC of watch.state */
 };
 
 struct kr_keyring;
@@ -232,6 +233,31 @@ bool kr_level_forgotten(const struct kr_keyring *kr, unsigned level);
  * mount), -EINVAL if the level was not forgotten. */
 int kr_level_restore(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
 	__attribute__((warn_unused_result));
+
+/* Freezes and level locks that outlive a mount (kr_watch.c,
+ * docs/format.md section 4.5): STORE/watch.state, authenticated with a
+ * vault subkey so that nobody without a secret can edit it. */
+#define KR_WATCH_NAME "watch.state"
+#define KR_WATCH_FROZEN_MAX 256
+struct kr_watch_state {
+	uint32_t locked;     /* bit per locked level */
+	uint64_t generation; /* bumped by every save */
+	unsigned nfrozen;
+	uint32_t frozen[KR_WATCH_FROZEN_MAX]; /* uids */
+};
+/* Read and authenticate STORE/watch.state. @return 0, -ENOENT if there is
+ * none (never written, or deleted: the caller decides), -EUCLEAN if it
+ * does not parse, is of another vault or fails its MAC, -EOPNOTSUPP for
+ * another version; *st is zeroed unless 0. */
+int kr_watch_load(const char *store, const struct kr_keyring *kr, struct kr_watch_state *st)
+	__attribute__((warn_unused_result));
+/* Replace STORE/watch.state with st (generation bumped first), atomically.
+ * @return 0, -EINVAL (a level kr's vault does not have, duplicate uids),
+ * or -errno. */
+int kr_watch_save(const char *store, const struct kr_keyring *kr, struct kr_watch_state *st)
+	__attribute__((warn_unused_result));
+/* Structure only, no MAC: for the fuzz target. */
+int kr_watch_parse(const unsigned char *buf, size_t len, struct kr_watch_state *st);
 
 /* Passphrase quality (kr_quality.c): init, passwd and keyslot add refuse a
  * new passphrase below a length floor or an entropy estimate. */
