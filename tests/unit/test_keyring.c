@@ -994,6 +994,130 @@ TEST(flipping_the_keyfile_flag_of_a_slot_makes_it_open_with_nothing)
 	CHECK(kr == NULL);
 }
 
+/* ---- freeze and lock state, docs/format.md section 4.5 ---- */
+
+#define VEC_WATCH_KEY "0d89a9ca935a1b57df84edf0e99f1c6d72225a990faa9d8bd27b30eefdd55efd"
+#define VEC_WATCH                                                                                  \
+	"53525741544348000100000008000000000102030405060708090a0b0c0d0e0f"                         \
+	"070000000000000002000000e8030000e9030000648acea16a2131994885b135"                         \
+	"58422468f9c87b2128435a86e3205f98c18471b1"
+
+TEST(watch_state_vector_matches_the_spec)
+{
+	struct kr_watch_state st, back;
+	unsigned char vk[32], key[32], vid[16], buf[KR_WATCH_MAX_BYTES];
+	char h[2 * KR_WATCH_MAX_BYTES + 1];
+	ssize_t n;
+	seq(vk, 32, 0x20);
+	seq(vid, 16, 0x00);
+	crypto_kdf_derive_from_key(key, 32, KR_VSUB_WATCH, KR_CTX_VAULT, vk);
+	hex(key, 32, h);
+	CHECK(strcmp(h, VEC_WATCH_KEY) == 0);
+	memset(&st, 0, sizeof st);
+	st.locked = 1u << 3;
+	st.generation = 7;
+	st.nfrozen = 2;
+	st.frozen[0] = 1001; /* encoded sorted */
+	st.frozen[1] = 1000;
+	n = kr_watch_encode(&st, vid, key, buf, sizeof buf);
+	CHECK_EQ(n, 84);
+	hex(buf, (size_t)n, h);
+	printf("# watch %s\n", h);
+	CHECK(strcmp(h, VEC_WATCH) == 0);
+	CHECK_EQ(kr_watch_decode(buf, (size_t)n, vid, 4, key, &back), 0);
+	CHECK_EQ(back.locked, 8);
+	CHECK_EQ(back.generation, 7);
+	CHECK_EQ(back.nfrozen, 2);
+	CHECK_EQ(back.frozen[0], 1000);
+	CHECK_EQ(back.frozen[1], 1001);
+	/* A level the vault does not have, duplicate uids. */
+	CHECK_EQ(kr_watch_decode(buf, (size_t)n, vid, 3, key, &back), -EUCLEAN);
+	st.frozen[0] = 1000;
+	CHECK_EQ(kr_watch_encode(&st, vid, key, buf, sizeof buf), -EINVAL);
+}
+
+TEST(create_writes_an_empty_watch_state_and_saves_load_back)
+{
+	char store[256];
+	struct kr_keyring *kr = NULL;
+	struct kr_watch_state st;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_vault(store, NULL, &kr), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK_EQ(st.locked, 0);
+	CHECK_EQ(st.nfrozen, 0);
+	CHECK_EQ(st.generation, 1);
+	st.locked = 1u << 2;
+	st.nfrozen = 1;
+	st.frozen[0] = 4242;
+	CHECK_EQ(kr_watch_save(store, kr, &st), 0);
+	CHECK_EQ(st.generation, 2);
+	kr_keyring_free(kr);
+	/* Any slot's keyring reads it: the key is a vault subkey. */
+	CHECK_EQ(unlock_pass(store, PASS, &kr), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK_EQ(st.locked, 4);
+	CHECK_EQ(st.nfrozen, 1);
+	CHECK_EQ(st.frozen[0], 4242);
+	st.locked = 1u << 4; /* the vault has 4 levels */
+	CHECK_EQ(kr_watch_save(store, kr, &st), -EINVAL);
+	kr_keyring_free(kr);
+}
+
+TEST(every_changed_byte_of_the_watch_state_and_its_deletion_are_detected)
+{
+	char store[256], path[300];
+	unsigned char buf[KR_WATCH_MAX_BYTES];
+	struct kr_keyring *kr = NULL;
+	struct kr_watch_state st;
+	ssize_t n;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_vault(store, NULL, &kr), 0);
+	memset(&st, 0, sizeof st);
+	st.nfrozen = 1;
+	st.frozen[0] = 1000;
+	st.locked = 1;
+	CHECK_EQ(kr_watch_save(store, kr, &st), 0);
+	store_file(path, sizeof path, store, KR_WATCH_NAME);
+	n = slurp(path, buf, sizeof buf);
+	CHECK(n > 0);
+	for (ssize_t i = 0; i < n; i++) {
+		buf[i] ^= 0x01;
+		CHECK_EQ(spit(path, buf, (size_t)n), 0);
+		int rc = kr_watch_load(store, kr, &st);
+		CHECK(rc == -EUCLEAN || rc == -EOPNOTSUPP);
+		CHECK_EQ(st.nfrozen, 0);
+		buf[i] ^= 0x01;
+	}
+	CHECK_EQ(spit(path, buf, (size_t)n - 4), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), -EUCLEAN);
+	CHECK_EQ(spit(path, buf, (size_t)n), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK(unlink(path) == 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), -ENOENT);
+	kr_keyring_free(kr);
+}
+
+TEST(watch_state_of_another_vault_is_refused)
+{
+	char a[256], b[256], pa[300], pb[300];
+	unsigned char buf[KR_WATCH_MAX_BYTES];
+	struct kr_keyring *ka = NULL;
+	struct kr_watch_state st;
+	ssize_t n;
+	tmp_store(a, sizeof a);
+	tmp_store(b, sizeof b);
+	CHECK_EQ(new_vault(a, NULL, &ka), 0);
+	CHECK_EQ(new_vault(b, NULL, NULL), 0);
+	store_file(pa, sizeof pa, a, KR_WATCH_NAME);
+	store_file(pb, sizeof pb, b, KR_WATCH_NAME);
+	n = slurp(pb, buf, sizeof buf);
+	CHECK(n > 0);
+	CHECK_EQ(spit(pa, buf, (size_t)n), 0);
+	CHECK_EQ(kr_watch_load(a, ka, &st), -EUCLEAN);
+	kr_keyring_free(ka);
+}
+
 int main(void)
 {
 	setenv("SR_KDF", "test", 1);
@@ -1039,5 +1163,9 @@ int main(void)
 	RUN(key_file_outside_its_length_bounds_or_with_a_recovery_key_is_refused);
 	RUN(keyfile_flag_on_a_recovery_slot_or_an_unknown_flag_is_refused_as_corrupt);
 	RUN(flipping_the_keyfile_flag_of_a_slot_makes_it_open_with_nothing);
+	RUN(watch_state_vector_matches_the_spec);
+	RUN(create_writes_an_empty_watch_state_and_saves_load_back);
+	RUN(every_changed_byte_of_the_watch_state_and_its_deletion_are_detected);
+	RUN(watch_state_of_another_vault_is_refused);
 	return tap_done();
 }
