@@ -243,7 +243,7 @@ static int watch_save(struct vault *v)
 int vault_watch_freeze(struct vault *v, uid_t uid, const struct vault_caller *by, const char *why)
 {
 	char detail[256];
-	int r;
+	int r, e;
 
 	if (uid == 0)
 		return -EINVAL;
@@ -253,20 +253,22 @@ int vault_watch_freeze(struct vault *v, uid_t uid, const struct vault_caller *by
 	snprintf(detail, sizeof(detail), "freeze uid %u: further opens are refused%s%s",
 		 (unsigned)uid, why ? ": " : "", why ? why : "");
 	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
-	return watch_save(v) ?: r;
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 int vault_watch_unfreeze(struct vault *v, uid_t uid, const struct vault_caller *by)
 {
 	char detail[128];
-	int r;
+	int r, e;
 
 	r = freeze_set(v, uid, false);
 	if (r < 0)
 		return r;
 	snprintf(detail, sizeof(detail), "unfreeze uid %u", (unsigned)uid);
 	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
-	return watch_save(v) ?: r;
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 size_t vault_watch_frozen_list(struct vault *v, uid_t *out, size_t cap)
@@ -390,9 +392,12 @@ out:
 int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
 		     const struct vault_caller *by)
 {
-	int r = level_lock(v, kr, level, by, "");
+	int r = level_lock(v, kr, level, by, ""), e;
 
-	return r < 0 ? r : watch_save(v) ?: r;
+	if (r < 0)
+		return r;
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_keyring *from,

@@ -2,9 +2,9 @@
  *
  * The keyring is the only owner of key bytes. Every key it hands out lives in
  * sodium_malloc'd, mlock'ed memory and is wiped by kr_keyring_free(); callers
- * get borrowed pointers valid until then. It persists its own two kinds of
- * files at the top of a store (strongroom.conf and keyslots/slot-N); the
- * byte layouts are in docs/format.md, section "Keyring".
+ * get borrowed pointers valid until then. It persists its own files at the
+ * top of a store (strongroom.conf, keyslots/slot-N, keybag, watch.state);
+ * the byte layouts are in docs/format.md, sections 2-4.
  *
  * Errors: 0 or -errno. -EKEYREJECTED wrong secret, -EUCLEAN corrupt or edited
  * file, -EOPNOTSUPP unknown version or required feature, -ENOENT no vault,
