@@ -87,6 +87,8 @@ def test_unlock_of_an_unmounted_store_clears_the_saved_lock(office):
     assert p.returncode == 1 and "no level is locked" in p.stderr
     o.vault.mount("--allow-other")
     assert (o.mnt / "Board" / "minutes.txt").read_text() == "minutes\n"
+    details = [e.get("detail", "") for e in audit(o.vault, "--event", "key-use")]
+    assert any(d.startswith("offline unlock by keyslot 0: restricted") for d in details), details
 
 
 def test_edited_state_file_refuses_the_mount_until_an_admin_resets_it(office):

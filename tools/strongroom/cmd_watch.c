@@ -33,6 +33,8 @@
 
 #include "cli.h"
 #include "control.h"
+#include "strongroom/admin.h"
+#include "strongroom/audit.h"
 #include "strongroom/frontend.h"
 
 /* unlock runs Argon2id in the driver: time enough for a slow machine. */
@@ -225,8 +227,11 @@ static bool wt_is_store(const char *path)
 static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, bool reset)
 {
 	struct kr_keyring *kr = NULL;
+	struct vault_admin_log *alog = NULL;
 	struct kr_watch_state st;
 	const struct kr_config *cfg;
+	char detail[256];
+	size_t used;
 	int fds[2] = {-1, -1};
 	uint32_t held = 0, freed;
 	int rc, err;
@@ -237,6 +242,14 @@ static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, 
 	rc = cli_unlock(store, so, &kr);
 	if (rc != EXIT_OK)
 		goto out;
+	/* Fail closed: no offline unlock without its record in the trail. */
+	err = vault_admin_log_open(store, kr, &alog);
+	if (err < 0) {
+		cli_err(store, "cannot open the audit trail %s/audit: %s", store,
+			err == -EBUSY ? "in use by another writer" : strerror(-err));
+		rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
+		goto out;
+	}
 	cfg = kr_keyring_config(kr);
 	err = kr_watch_load(store, kr, &st);
 	if (reset) {
@@ -247,7 +260,11 @@ static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, 
 			goto out;
 		}
 		memset(&st, 0, sizeof(st));
-		err = kr_watch_save(store, kr, &st);
+		err = vault_admin_log_write(alog, AUDIT_EV_KEY_USE, "/", NULL, NULL, 0, 0,
+					    KR_WATCH_NAME " reset offline: no user frozen, no "
+							  "level locked");
+		if (err == 0)
+			err = kr_watch_save(store, kr, &st);
 		if (err) {
 			cli_err(store, "cannot write %s: %s", KR_WATCH_NAME, strerror(-err));
 			rc = cli_exit_for(err);
@@ -286,7 +303,15 @@ static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, 
 		goto out;
 	}
 	st.locked &= ~freed;
-	err = kr_watch_save(store, kr, &st);
+	used = (size_t)snprintf(detail, sizeof(detail), "offline unlock by keyslot %d:",
+				kr_keyring_slot(kr));
+	for (unsigned l = 0; l < cfg->nlevels && used < sizeof(detail); l++)
+		if (freed & (1u << l))
+			used += (size_t)snprintf(detail + used, sizeof(detail) - used, " %s",
+						 cfg->levels[l].name);
+	err = vault_admin_log_write(alog, AUDIT_EV_KEY_USE, "/", NULL, NULL, 0, 0, detail);
+	if (err == 0)
+		err = kr_watch_save(store, kr, &st);
 	if (err) {
 		cli_err(store, "cannot write %s: %s", KR_WATCH_NAME, strerror(-err));
 		rc = cli_exit_for(err);
@@ -299,6 +324,10 @@ static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, 
 	printf(" unlocked (opens at the next mount)\n");
 	rc = EXIT_OK;
 out:
+	if (vault_admin_log_close(alog) < 0 && rc == EXIT_OK) {
+		cli_err(store, "closing the audit trail failed");
+		rc = EXIT_IO;
+	}
 	kr_keyring_free(kr);
 	cli_store_unlock(fds, false);
 	return rc;
