@@ -527,9 +527,9 @@ static int unlock_report(const char *store, const struct cli_secret_opts *o, int
 	case -EKEYREJECTED:
 		if (o->recovery_key_file)
 			cli_err(store, "wrong recovery key");
-		else if (o->key_file)
+		else if (o->key_file && kr_vault_needs_keyfile(store))
 			cli_err(store, "wrong passphrase or key file");
-		else if (kr_vault_needs_keyfile(store))
+		else if (!o->key_file && kr_vault_needs_keyfile(store))
 			cli_err(store, "wrong passphrase, or a key file is needed "
 				       "(a keyslot of this vault needs --key-file)");
 		else
