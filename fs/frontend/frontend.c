@@ -246,7 +246,7 @@ static void fe_node_maybe_free(struct fe *fe, struct fe_node *n)
 		struct fe_dentry *d = n->names;
 
 		n->names = d->alias_next; /* taken off n here, then dropped */
-		n->nchild++; /* keep n alive while its names go */
+		n->nchild++;		  /* keep n alive while its names go */
 		fe_dentry_drop(fe, d);
 		n->nchild--;
 	}
