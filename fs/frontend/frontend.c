@@ -624,6 +624,10 @@ static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, n, NULL, &perr);
 	if (!path && !h) {
+		/* With the writeback cache the kernel writes an inode's times
+		 * back when its last name goes: that must succeed too, or the
+		 * kernel marks the inode's pages failed and a later open of
+		 * the held inode gets EIO. */
 		pthread_mutex_lock(&fe->tbl);
 		h = fe_node_any_handle(n);
 		pthread_mutex_unlock(&fe->tbl);

@@ -291,7 +291,7 @@ def test_a_file_the_kernel_holds_opens_after_a_rename_over_its_name(vault):
 
 
 def test_an_unlinked_file_the_kernel_holds_still_opens_and_changes_like_a_local_file(vault):
-    """unlink, then open, chmod, truncate and utime through the held inode
+    """unlink, then open, chmod, utime and truncate through the held inode
     (O_PATH + /proc/self/fd, so no handle was open when the name went):
     each works as on ext4 and the open is recorded with the old path."""
     f = vault.mnt / "draft.txt"
