@@ -30,7 +30,9 @@
  *    listing writes one `integrity` record per folder per mount, naming the
  *    store entry; if no name of the folder decrypts while such entries
  *    exist, the metadata is another folder's (swapped or replayed) and the
- *    listing fails with -EBADMSG rather than show an empty folder.
+ *    listing fails with -EBADMSG rather than show an empty folder. Only the
+ *    first VAULT_FOREIGN_PROBES skipped names are probed, and none once the
+ *    folder has been recorded unless that decides the -EBADMSG.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -353,6 +355,12 @@ static int dir_scan(int dirfd, int (*fn)(void *ctx, const char *name, unsigned c
 	return r;
 }
 
+/* At most this many skipped names of one listing are probed for their
+ * level: a folder of a mount's ceiling may hold thousands of names above
+ * it, and each probe opens the entry. A store edit hidden behind more names
+ * above the ceiling than this is found by fsck (and by a full mount). */
+#define VAULT_FOREIGN_PROBES 16
+
 struct list_ctx {
 	struct vault *v;
 	struct vault_dir *d;
@@ -360,8 +368,12 @@ struct list_ctx {
 	bool with_attrs;
 	struct vault_dirlist *l;
 	size_t cap;
-	size_t ngood, nforeign;			 /* names that decrypted; foreign entries */
-	char foreign[FMT_NAME_MAX + 1];		 /* the first foreign entry's store name */
+	size_t ngood, nskipped; /* names that decrypted; that did not */
+	/* The first skipped store names, probed after the scan for one of a
+	 * held level (list_foreign_find); the first such one. */
+	char probe[VAULT_FOREIGN_PROBES][FMT_NAME_MAX + 1];
+	size_t nprobe;
+	const char *foreign;
 };
 
 /* True if store entry sname of d is of a level this mount holds (then its
@@ -409,20 +421,17 @@ static void entry_store_path(const struct vault *v, const struct vault_dir *d, c
 		snprintf(out, cap, "%s/%s", dir + lt + 1, sname);
 }
 
-/* Record the foreign entries of a listing of path: once per folder per
- * mount (a damaged folder may be listed thousands of times). */
-static void list_foreign_record(struct vault *v, const struct vault_caller *c, struct list_ctx *ctx,
-				const char *path, bool not_own)
+/* True if path's foreign entries were recorded this mount; with add,
+ * remember it now. */
+static bool list_foreign_seen(struct vault *v, const char *path, bool add)
 {
-	char detail[FMT_NAME_MAX + PATH_MAX + 256], where[FMT_NAME_MAX + PATH_MAX + 2];
-	struct audit_event ev = { 0 };
 	char **seen;
 	bool first = true;
 
 	pthread_mutex_lock(&v->dcache_lock);
 	for (size_t i = 0; i < v->tamper_n && first; i++)
 		first = strcmp(v->tamper_seen[i], path) != 0;
-	if (first) {
+	if (first && add) {
 		seen = realloc(v->tamper_seen, (v->tamper_n + 1) * sizeof(*seen));
 		if (seen) {
 			v->tamper_seen = seen;
@@ -432,20 +441,43 @@ static void list_foreign_record(struct vault *v, const struct vault_caller *c, s
 		}
 	}
 	pthread_mutex_unlock(&v->dcache_lock);
-	if (!first)
+	return !first;
+}
+
+/* After the scan: the first probed name of a held level (ctx->foreign), if
+ * it matters: always when no name decrypted (then it decides -EBADMSG),
+ * else only until the folder has been recorded this mount. */
+static void list_foreign_find(struct list_ctx *ctx, const char *path)
+{
+	if (!ctx->nskipped || (ctx->ngood > 0 && list_foreign_seen(ctx->v, path, false)))
+		return;
+	for (size_t i = 0; i < ctx->nprobe && !ctx->foreign; i++)
+		if (entry_level_held(ctx->v, ctx->d, ctx->probe[i]))
+			ctx->foreign = ctx->probe[i];
+}
+
+/* Record the foreign entries of a listing of path: once per folder per
+ * mount (a damaged folder may be listed thousands of times). */
+static void list_foreign_record(struct vault *v, const struct vault_caller *c, struct list_ctx *ctx,
+				const char *path, bool not_own)
+{
+	char detail[FMT_NAME_MAX + PATH_MAX + 256], where[FMT_NAME_MAX + PATH_MAX + 2];
+	struct audit_event ev = { 0 };
+
+	if (list_foreign_seen(v, path, true))
 		return;
 	entry_store_path(v, ctx->d, ctx->foreign, where, sizeof(where));
 	if (not_own)
 		snprintf(detail, sizeof(detail),
 			 "list: folder metadata is not this folder's own (swapped or replayed "
 			 "from another folder): no name of its %zu entries decrypts, first %s",
-			 ctx->nforeign, where);
+			 ctx->nskipped, where);
 	else
 		snprintf(detail, sizeof(detail),
 			 "list: %zu store entries whose names do not decrypt in this folder "
 			 "(moved from another folder, or a damaged, missing or foreign long-name "
-			 "sidecar), first %s",
-			 ctx->nforeign, where);
+			 "sidecar; names above this mount's levels included), first %s",
+			 ctx->nskipped, where);
 	ev.type = AUDIT_EV_INTEGRITY;
 	ev.path = path;
 	ev.outcome = EIO;
@@ -471,8 +503,9 @@ static int list_one(void *vctx, const char *sname, unsigned char type)
 		if (n == -ENOMEM)
 			return -ENOMEM;
 		__atomic_add_fetch(&ctx->v->names_skipped, 1, __ATOMIC_RELAXED);
-		if (entry_level_held(ctx->v, ctx->d, sname) && ctx->nforeign++ == 0)
-			snprintf(ctx->foreign, sizeof(ctx->foreign), "%s", sname);
+		if (ctx->nprobe < VAULT_FOREIGN_PROBES)
+			snprintf(ctx->probe[ctx->nprobe++], FMT_NAME_MAX + 1, "%s", sname);
+		ctx->nskipped++;
 		return 0;
 	}
 	ctx->ngood++;
@@ -532,8 +565,10 @@ int vault_readdir(struct vault *v, const struct vault_caller *c, const char *pat
 	ctx.with_attrs = with_attrs;
 	ctx.l = out;
 	r = dir_scan(d->fd, list_one, &ctx);
+	if (r == 0)
+		list_foreign_find(&ctx, canon);
+	foreign = r == 0 && ctx.foreign;
 	/* Entries none of which decrypts: the metadata is not this folder's. */
-	foreign = r == 0 && ctx.nforeign > 0;
 	if (foreign && ctx.ngood == 0)
 		r = -EBADMSG;
 out:

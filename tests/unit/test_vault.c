@@ -1626,6 +1626,35 @@ TEST(readdir_lists_a_folders_own_names_when_an_entry_was_moved_in_from_another)
 	fx_free(&f);
 }
 
+TEST(a_folder_whose_only_names_are_above_the_mounts_ceiling_lists_empty_not_ebadmsg)
+{
+	struct kr_secret low = secret_of(PASS_LOW);
+	struct kr_keyring *kr2 = NULL;
+	struct kr_kdf_params kdf;
+	struct vault_dirlist l;
+	struct vault *v2 = NULL;
+	struct fx f;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(vault_mkdir(f.v, &caller, "/pub", 0755), 0);
+	CHECK_EQ(put_file(f.v, "/pub/memo.docx", "secret", 6), 0);
+	CHECK_EQ(vault_setxattr(f.v, &caller, "/pub/memo.docx", "user.strongroom.level", "restricted",
+				10, 0),
+		 0);
+	kr_kdf_params_default(&kdf);
+	CHECK(kr_keyslot_add(f.store, f.kr, &low, 1, &kdf) >= 0);
+	CHECK_EQ(kr_vault_unlock(f.store, &low, &kr2), 0);
+	CHECK_EQ(vault_open(f.store, kr2, 0, &v2), 0);
+	/* The name does not decrypt here, but its file's level is not held:
+	 * above the ceiling, not a store edit. */
+	CHECK_EQ(vault_readdir(v2, &caller, "/pub", false, &l), 0);
+	CHECK_EQ(l.n, 0);
+	vault_dirlist_free(&l);
+	vault_close(v2);
+	kr_keyring_free(kr2);
+	fx_free(&f);
+}
+
 int main(void)
 {
 	RUN(acl_inherit_intersects_base_entries_and_mask_with_create_mode);
@@ -1684,5 +1713,6 @@ int main(void)
 	RUN(a_held_file_reopens_after_unlink_and_a_hold_of_a_directory_is_refused);
 	RUN(readdir_of_a_folder_under_another_folders_metadata_gives_ebadmsg);
 	RUN(readdir_lists_a_folders_own_names_when_an_entry_was_moved_in_from_another);
+	RUN(a_folder_whose_only_names_are_above_the_mounts_ceiling_lists_empty_not_ebadmsg);
 	return tap_done();
 }
