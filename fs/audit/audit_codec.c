@@ -171,8 +171,9 @@ long audit_frame_parse(const uint8_t *buf, size_t len, struct audit_frame *f)
 
 size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_t pt_len,
 			 const uint8_t vault_id[16], uint64_t segment,
-			 const unsigned char seg_key[32], const unsigned char chain_key[32],
-			 const uint8_t prev[32], uint8_t *out, uint8_t chain_out[32])
+			 const unsigned char seg_key[32], const uint8_t nonce[AUDIT_NONCE_BYTES],
+			 const unsigned char chain_key[32], const uint8_t prev[32], uint8_t *out,
+			 uint8_t chain_out[32])
 {
 	size_t flen = AUDIT_FRAME_HEAD_BYTES + pt_len + AUDIT_TAG_BYTES + AUDIT_CHAIN_BYTES;
 	uint8_t ad[AUDIT_AD_BYTES];
@@ -182,7 +183,7 @@ size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_
 	out[4] = kind;
 	out[5] = out[6] = out[7] = 0;
 	audit_put64(out + 8, record);
-	randombytes_buf(out + 16, AUDIT_NONCE_BYTES);
+	memcpy(out + 16, nonce, AUDIT_NONCE_BYTES);
 	audit_frame_ad(vault_id, segment, out, ad);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + AUDIT_FRAME_HEAD_BYTES, &clen, pt, pt_len,
 						   ad, sizeof ad, NULL, out + 16, seg_key);

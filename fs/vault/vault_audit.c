@@ -129,26 +129,7 @@ static void audit_user_name(struct vault_audit *a, uint32_t uid, char out[AUDIT_
 
 static void audit_process_name(uint32_t pid, char out[AUDIT_NAME_MAX + 1])
 {
-	char p[64];
-	ssize_t n = -1;
-	int fd;
-
-	out[0] = '\0';
-	if (pid == 0)
-		return;
-	snprintf(p, sizeof(p), "/proc/%u/comm", pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC); /* lint: not the store: /proc */
-	if (fd < 0)
-		return;
-	n = read(fd, out, AUDIT_NAME_MAX);
-	close(fd);
-	if (n <= 0) {
-		out[0] = '\0';
-		return;
-	}
-	out[n] = '\0';
-	if (out[n - 1] == '\n')
-		out[n - 1] = '\0';
+	audit_process_name_get(pid, out, AUDIT_NAME_MAX + 1);
 }
 
 static const char *audit_level_name(const struct vault *v, unsigned level)

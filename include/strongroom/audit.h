@@ -143,6 +143,12 @@ int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_
 int audit_log_write(struct audit_log *log, const struct audit_event *ev)
     __attribute__((warn_unused_result));
 
+/* The name of process pid ("" if it cannot be read), cut to cap - 1 bytes:
+ * its /proc/PID/comm as it is now. The files of recent pids are kept open
+ * and read again (one pread), so a name is never that of an earlier process
+ * with the same pid. Thread-safe. */
+void audit_process_name_get(uint32_t pid, char *out, size_t cap);
+
 /* Write the closing seal, fdatasync, stop the sync thread, wipe keys, free.
  * Accepts NULL. @return 0 or the first error seen (the log is freed anyway). */
 int audit_log_close(struct audit_log *log);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -881,6 +882,70 @@ TEST(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse)
 	CHECK_EQ(strlen(small), sizeof small - 1);
 }
 
+TEST(no_two_records_share_a_nonce_within_or_across_segments)
+{
+	struct fixture fx;
+	struct audit_opts o = small_segments();
+	char names[64][64];
+	static uint8_t seen[4096][24]; /* a frame nonce: bytes 16..39 */
+	int nseen = 0, nseg, dup = 0;
+	fx_init(&fx);
+	CHECK_EQ(write_n(&fx, &o, 0, 60), 0);
+	nseg = seg_names(&fx, names, 64);
+	CHECK(nseg > 2);
+	for (int i = 0; i < nseg; i++) {
+		struct seg_file s;
+		CHECK_EQ(seg_load(&fx, names[i], &s), 0);
+		for (int k = 0; k < s.nframes && nseen < 4096; k++)
+			memcpy(seen[nseen++], s.buf + s.off[k] + 16, 24);
+		seg_free(&s);
+	}
+	CHECK(nseen > 60); /* the events and every segment's closing seal */
+	for (int i = 0; i < nseen; i++)
+		for (int j = i + 1; j < nseen; j++)
+			dup += memcmp(seen[i], seen[j], 24) == 0;
+	CHECK_EQ(dup, 0);
+	fx_done(&fx);
+}
+
+TEST(process_name_follows_a_renamed_process_and_is_empty_once_it_is_gone)
+{
+	int go[2], ack[2];
+	char name[AUDIT_NAME_MAX + 1], c = 0;
+	pid_t pid;
+	CHECK_EQ(pipe(go), 0);
+	CHECK_EQ(pipe(ack), 0);
+	pid = fork();
+	if (pid == 0) {
+		/* Named "sr-first", then on request "sr-second", then exits. */
+		prctl(PR_SET_NAME, "sr-first");
+		if (write(ack[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		prctl(PR_SET_NAME, "sr-second");
+		if (write(ack[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	CHECK(pid > 0);
+	CHECK_EQ(read(ack[0], &c, 1), 1);
+	audit_process_name_get((uint32_t)pid, name, sizeof name);
+	CHECK(strcmp(name, "sr-first") == 0);
+	CHECK_EQ(write(go[1], &c, 1), 1);
+	CHECK_EQ(read(ack[0], &c, 1), 1);
+	audit_process_name_get((uint32_t)pid, name, sizeof name); /* the kept file */
+	CHECK(strcmp(name, "sr-second") == 0);
+	CHECK_EQ(write(go[1], &c, 1), 1);
+	CHECK_EQ(waitpid(pid, NULL, 0), pid);
+	audit_process_name_get((uint32_t)pid, name, sizeof name);
+	CHECK(strcmp(name, "") == 0);
+	audit_process_name_get((uint32_t)getpid(), name, 4); /* cut to the buffer */
+	CHECK_EQ(strlen(name), 3);
+	close(go[0]);
+	close(go[1]);
+	close(ack[0]);
+	close(ack[1]);
+}
+
 TEST(event_names_round_trip)
 {
 	for (int t = 1; t < AUDIT_EV__COUNT; t++)
@@ -918,6 +983,8 @@ int main(void)
 	RUN(follow_reader_sees_records_appended_after_it_reached_the_end);
 	RUN(log_opened_after_its_predecessor_was_damaged_restarts_the_chain_with_an_alert);
 	RUN(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse);
+	RUN(no_two_records_share_a_nonce_within_or_across_segments);
+	RUN(process_name_follows_a_renamed_process_and_is_empty_once_it_is_gone);
 	RUN(event_names_round_trip);
 	return tap_done();
 }
