@@ -1619,13 +1619,14 @@ out:
 	return rc;
 }
 
-int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned level)
+static int vf_copy(struct vf_file *f, const struct kr_keyring *kr, int dirfd, const char *tmpname,
+		   unsigned level, bool holes_for_bad)
 {
 	struct vf_file *n = NULL;
 	uint8_t *buf = NULL;
 	int rc;
 
-	rc = vf_create(f->kr, dirfd, tmpname, level, f->mode, f->uid, f->gid, &n);
+	rc = vf_create(kr, dirfd, tmpname, level, f->mode, f->uid, f->gid, &n);
 	if (rc)
 		return rc;
 	buf = malloc(f->chunk_size);
@@ -1671,6 +1672,10 @@ int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned
 		if (next == UINT64_MAX)
 			break;
 		got = vf_read(f, buf, len, vf_chunk_start(f, next));
+		if (got < 0 && got != -ENOMEM && holes_for_bad) {
+			idx = next + 1; /* a hole where the chunk failed */
+			continue;
+		}
 		if (got < 0) {
 			rc = (int)got;
 			break;
@@ -1694,4 +1699,15 @@ out:
 	if (rc)
 		(void)store_unlinkat(dirfd, tmpname, 0);
 	return rc;
+}
+
+int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned level)
+{
+	return vf_copy(f, f->kr, dirfd, tmpname, level, false);
+}
+
+int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd,
+		       const char *tmpname, bool holes_for_bad)
+{
+	return vf_copy(f, kr, dirfd, tmpname, f->level, holes_for_bad);
 }

@@ -133,7 +133,8 @@ static void fsck_help(void)
 	      "  folder ID is readable, and rewrites a file with damaged chunks so that they\n"
 	      "  read as zeros while the rest stays readable, keeping the damaged original in\n"
 	      "  STORE/quarantine/. Nothing is ever deleted; STORE/quarantine/index lists\n"
-	      "  each moved entry by store path.\n"
+	      "  each moved entry by store path. A repair records its start, each problem\n"
+	      "  and its end in the audit trail (strongroom audit show --event repair).\n"
 	      "\n"
 	      "EXIT STATUS\n"
 	      "  0 clean; 1 damage found and all of it repaired; 9 damage left (run with\n"
@@ -165,11 +166,32 @@ static void fsck_print_problem(const struct vault_fsck_problem *p)
 	putchar('\n');
 }
 
+/* The audit record of one problem a repair met (fixed or left). */
+static int fsck_record(struct vault_admin_log *alog, const struct vault_fsck_problem *p)
+{
+	char detail[512];
+
+	if (p->kind == VAULT_FSCK_CHUNK)
+		snprintf(detail, sizeof(detail), "%s %llu %s: %s", vault_fsck_kind_name(p->kind),
+			 (unsigned long long)p->chunk, p->fixed ? "fixed" : "left",
+			 p->note[0] ? p->note : strerror(-p->err));
+	else
+		snprintf(detail, sizeof(detail), "%s %s: %s", vault_fsck_kind_name(p->kind),
+			 p->fixed ? "fixed" : "left",
+			 p->note[0] ? p->note
+			 : p->err   ? strerror(-p->err)
+				    : "-");
+	return vault_admin_log_write(alog, AUDIT_EV_REPAIR, p->path, p->store_path, NULL, 0,
+				     p->fixed ? 0 : p->err, detail);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL;
 	struct vault_fsck *ck = NULL;
+	struct vault_admin_log *alog = NULL;
+	int alog_err = 0;
 	const struct vault_fsck_problem *probs;
 	const struct vault_fsck_stats *st;
 	const char *store = NULL;
@@ -210,6 +232,19 @@ int cmd_fsck(int argc, char **argv)
 	rc = cli_store_lock(store, repair, lock_fd);
 	if (rc != EXIT_OK)
 		goto out;
+	if (repair) {
+		/* Fail closed: no repair without its records in the trail. */
+		err = vault_admin_log_open(store, kr, &alog);
+		if (err == 0)
+			err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL, 0, 0,
+						    "start: fsck --repair");
+		if (err < 0) {
+			cli_err(store, "cannot write the audit trail %s/audit: %s", store,
+				err == -EBUSY ? "in use by another writer" : strerror(-err));
+			rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
+			goto out;
+		}
+	}
 	err = vault_fsck_open(store, kr, repair, &ck);
 	if (err < 0) {
 		cli_err(store, "cannot check the store: %s", strerror(-err));
@@ -223,8 +258,11 @@ int cmd_fsck(int argc, char **argv)
 			fputs("\r\033[K", stderr);
 			drew = false;
 		}
-		for (; shown < n; shown++)
+		for (; shown < n; shown++) {
 			fsck_print_problem(&probs[shown]);
+			if (alog && alog_err == 0)
+				alog_err = fsck_record(alog, &probs[shown]);
+		}
 		fflush(stdout);
 		if (tty && fsck_now_ns() - last > FSCK_PROGRESS_NS) {
 			st = vault_fsck_stats(ck);
@@ -245,6 +283,24 @@ int cmd_fsck(int argc, char **argv)
 		goto out;
 	}
 	st = vault_fsck_stats(ck);
+	if (alog && alog_err == 0) {
+		char detail[256];
+
+		snprintf(detail, sizeof(detail),
+			 "end: %llu folders, %llu files checked; %llu problems, %llu fixed, %llu "
+			 "left",
+			 (unsigned long long)st->dirs, (unsigned long long)st->files,
+			 (unsigned long long)st->problems, (unsigned long long)st->fixed,
+			 (unsigned long long)(st->problems - st->fixed));
+		alog_err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL, st->bytes,
+						 0, detail);
+	}
+	if (alog_err < 0) {
+		cli_err(store, "writing the audit trail %s/audit failed: %s", store,
+			strerror(-alog_err));
+		rc = cli_exit_for(alog_err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(alog_err);
+		goto out;
+	}
 	printf("%llu folders, %llu files, %llu bytes checked; %llu locked (levels this secret does "
 	       "not "
 	       "open); %llu problems, %llu fixed, %llu left\n",
@@ -260,6 +316,10 @@ int cmd_fsck(int argc, char **argv)
 		rc = EXIT_DAMAGE;
 out:
 	vault_fsck_close(ck);
+	if (vault_admin_log_close(alog) < 0 && rc == EXIT_OK) {
+		cli_err(store, "closing the audit trail failed");
+		rc = EXIT_FAIL;
+	}
 	cli_store_unlock(lock_fd, repair);
 	kr_keyring_free(kr);
 	return rc;
