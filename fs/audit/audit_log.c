@@ -73,7 +73,7 @@ struct audit_log {
 	uint8_t link_chain[AUDIT_CHAIN_BYTES];
 	uint16_t link_flags;
 
-	unsigned char *keys; /* sodium_malloc: segment key, chain key */
+	unsigned char *keys;		  /* sodium_malloc: segment key, chain key */
 	uint8_t nonce[AUDIT_NONCE_BYTES]; /* random prefix, then frames built (invariant 6) */
 	uint64_t nonce_ctr;
 	uint8_t vault_id[AUDIT_VAULT_ID_BYTES];
