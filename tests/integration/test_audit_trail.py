@@ -417,7 +417,8 @@ def test_fail_open_mount_is_logged_and_still_records(vault):
     assert "--audit-fail-open" in vault.log.read_text()
 
 
-def test_a_read_only_mount_writes_no_trail_and_leaves_it_to_the_writer(fresh_vault):
+def test_a_read_only_mount_writes_its_own_chain_and_leaves_the_writers_to_the_writer(
+        fresh_vault):
     v = fresh_vault
     v.mount()
     (v.mnt / "f").write_text("x")
@@ -433,7 +434,12 @@ def test_a_read_only_mount_writes_no_trail_and_leaves_it_to_the_writer(fresh_vau
     v.unmount(other)
     v.unmount()
     after = audit(v)
-    assert after[:len(before)] == before
-    new = after[len(before):]
+    writers = [r for r in after if "chain" not in r]
+    readers = [r for r in after if "chain" in r]
+    assert writers[:len(before)] == before
+    new = writers[len(before):]
     assert [r["event"] for r in new if r["event"] in ("mount", "unmount")] == ["mount", "unmount"]
+    assert [r["event"] for r in readers if r["event"] in ("mount", "unmount")] == \
+        ["mount", "unmount"]
+    assert only(readers, event="open", path="/f")
     assert "intact" in verify(v).stdout
