@@ -104,7 +104,10 @@ struct vault_audit_handle {
  * operation's own -EACCES is not recorded twice. */
 static __thread bool audit_denial_recorded;
 /* Set by vault_audit_file_opened when the file engine replayed a crashed
- * file; the operation that opened it records the recovery with its path. */
+ * file for a writable open (which seals it: the recovery happens once) or
+ * for a read-only mount's open; the operation that opened it records the
+ * recovery with its path. A stat's replay in memory (vf_stat_at) changes
+ * nothing and is not a recovery. */
 static __thread bool audit_file_recovered;
 
 /* ---- names (invariant 4) ---- */
@@ -298,7 +301,11 @@ static int audit_recovery_take(struct vault *v, const struct vault_caller *c, co
 	ev.type = AUDIT_EV_RECOVERY;
 	ev.path = path;
 	ev.level = level;
-	ev.detail = "the file was not sealed (driver crash): writes after its last seal were replayed";
+	ev.detail = vault_ro(v) ? "the file was not sealed (driver crash): writes after its last "
+				  "seal were replayed for this read-only mount; the store file "
+				  "is left as it is"
+				: "the file was not sealed (driver crash): writes after its last "
+				  "seal were replayed and the file sealed";
 	return audit_emit_caller(v, c, &ev);
 }
 
