@@ -629,7 +629,7 @@ ssize_t audit_chain_list(const char *audit_dir, struct audit_chain_ent **out)
 		cfd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		if (cfd >= 0) {
 			ns = audit_seg_list(cfd, &segs);
-			if (ns > 0)
+			if (ns > 0 && segs)
 				v[n].segments = segs[ns - 1].segment;
 			free(segs);
 			close(cfd);

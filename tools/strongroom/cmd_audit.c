@@ -579,7 +579,8 @@ static void audit_verify_line(const char *what, const struct audit_verify_result
 		       (unsigned long long)res->recoveries, res->problem.file, res->problem.what);
 	else if (res->segments == 0)
 		printf("%s empty: %s\n", what,
-		       what[0] == 'a' ? "the vault has not been mounted" : "no segment was written");
+		       what[0] == 'a' ? "the vault has not been mounted"
+				      : "no segment was written");
 	else
 		printf("%s intact: %llu segments, %llu records, %llu crash recoveries\n", what,
 		       (unsigned long long)res->segments, (unsigned long long)res->records,
