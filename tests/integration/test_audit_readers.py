@@ -5,15 +5,18 @@ its own chain, STORE/audit/ro-ID; `audit show` merges every chain by time,
 removed after the writer listed it.
 """
 
+import json
 import os
 import pwd
 import re
 import shutil
+import select
 import subprocess
+import time
 
 import pytest
 
-from conftest import sr
+from conftest import SR_BIN, sr
 from test_audit_trail import EXIT_DAMAGE, audit, only, shared_mnt, users, verify  # noqa: F401
 
 EXIT_STORE = 4
@@ -154,3 +157,35 @@ def test_a_read_only_store_refuses_a_read_only_mount_unless_no_audit(fresh_vault
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
     assert reader_chains(v) == []
+
+
+def test_follow_streams_the_reads_of_a_read_only_mount_started_after_it(fresh_vault):
+    v = fresh_vault
+    v.mount()
+    (v.mnt / "f").write_text("followed")
+    v.unmount()
+    since = f"@{int(time.time())}"
+    p = subprocess.Popen([SR_BIN, "audit", "follow", str(v.store), "--json", "--since", since,
+                          "--event", "open", "--passphrase-file", str(v.passfile)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        v.mount("--read-only")
+        assert (v.mnt / "f").read_text() == "followed"
+        chain = reader_chains(v)[0].name
+        got = None
+        deadline = time.monotonic() + 30
+        while got is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([p.stdout], [], [], 1.0)
+            if ready:
+                line = p.stdout.readline()
+                assert line, "follow exited: " + p.stderr.read()
+                r = json.loads(line)
+                if r.get("chain") == chain and r["path"] == "/f":
+                    got = r
+        assert got, "follow did not show the read-only mount's open"
+        assert got["event"] == "open" and got["outcome"] == 0
+        v.unmount()
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert p.returncode == 0
