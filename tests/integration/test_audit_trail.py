@@ -346,6 +346,24 @@ def test_a_crashed_file_reclassified_first_records_its_recovery_once(fresh_vault
     assert only(audit(v), event="level", path="/big")
 
 
+def test_a_crashed_file_sealed_by_fsck_repair_is_recorded_as_recovered(fresh_vault):
+    v = fresh_vault
+    crash_while_writing(v, "big")
+    p = sr("fsck", v.store, "--repair", "--passphrase-file", v.passfile, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr  # damage found, all of it repaired
+    assert "unsealed file\t/big\t" in p.stdout and "fixed" in p.stdout
+    assert not unsealed_in_store(v, "/big")
+    v.mount()
+    assert os.path.getsize(v.mnt / "big") > 0
+    v.unmount()
+    recs = audit(v)
+    files = only(recs, event="recovery", path="/big")
+    assert len(files) == 1, files
+    assert "fsck --repair" in files[0]["detail"]
+    assert files[0]["process"] == "strongroom" and files[0]["user"] == "root"
+    assert "intact" in verify(v).stdout
+
+
 @pytest.fixture
 def small_tmpfs():
     d = Path(tempfile.mkdtemp(prefix="sr-full-", dir="/tmp"))

@@ -14,6 +14,11 @@
  * keep writers out, and with STORE/readers exclusive to keep every mount
  * out. A dead holder's flock is gone with it, so a stale lock never
  * blocks.
+ *
+ * A file --repair replayed and sealed is a crash recovery: it is written to
+ * the audit trail as a `recovery` record (docs/audit.md section 12), the
+ * trail opened at the first one. The store lock keeps every driver out, so
+ * fsck is the trail's only writer meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +32,7 @@
 
 #include "cli.h"
 #include "strongroom/admin.h"
+#include "strongroom/audit.h"
 
 #define FSCK_PROGRESS_NS 200000000LL /* a progress line at most 5 times a second */
 
@@ -151,6 +157,58 @@ static long long fsck_now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* The audit trail, opened at the first recovery to record. */
+struct fsck_trail {
+	struct audit_log *log;
+	int lock_fd;
+	int err; /* the first failure: later recoveries are not recorded */
+};
+
+/* Record p if it is a file --repair recovered. @return 0 or -errno. */
+static int fsck_record(struct fsck_trail *t, const char *store, struct kr_keyring *kr,
+		       const struct vault_fsck_problem *p)
+{
+	const struct kr_config *cfg = kr_keyring_config(kr);
+	const unsigned char *chain = kr_vault_subkey(kr, KR_VSUB_AUDIT);
+	struct audit_opts o = {.resolve_names = true};
+	struct audit_event ev = {0};
+	char dir[PATH_MAX];
+
+	if (p->kind != VAULT_FSCK_UNSEALED || !p->fixed || t->err)
+		return t->err;
+	if (!t->log) {
+		if (!chain)
+			return t->err = -ENOKEY;
+		if (snprintf(dir, sizeof(dir), "%s/audit", store) >= (int)sizeof(dir))
+			return t->err = -ENAMETOOLONG;
+		t->lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (t->lock_fd < 0)
+			return t->err = -errno;
+		if (flock(t->lock_fd, LOCK_EX | LOCK_NB) < 0)
+			return t->err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		t->err = audit_log_open(dir, cfg->vault_id, cfg->audit_pk, chain, &o, &t->log);
+		if (t->err)
+			return t->err;
+	}
+	ev.type = AUDIT_EV_RECOVERY;
+	ev.uid = (uint32_t)getuid();
+	ev.gid = (uint32_t)getgid();
+	ev.pid = (uint32_t)getpid();
+	ev.path = p->path;
+	ev.detail = "fsck --repair: the file was not sealed (driver crash): writes after its last "
+		    "seal were replayed and the file sealed";
+	return t->err = audit_log_write(t->log, &ev);
+}
+
+static int fsck_trail_close(struct fsck_trail *t)
+{
+	int e = audit_log_close(t->log);
+
+	if (t->lock_fd >= 0)
+		close(t->lock_fd);
+	return t->err ? t->err : e;
+}
+
 static void fsck_print_problem(const struct vault_fsck_problem *p)
 {
 	printf("%s", vault_fsck_kind_name(p->kind));
@@ -170,6 +228,7 @@ int cmd_fsck(int argc, char **argv)
 	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL;
 	struct vault_fsck *ck = NULL;
+	struct fsck_trail trail = {.lock_fd = -1};
 	const struct vault_fsck_problem *probs;
 	const struct vault_fsck_stats *st;
 	const char *store = NULL;
@@ -223,8 +282,10 @@ int cmd_fsck(int argc, char **argv)
 			fputs("\r\033[K", stderr);
 			drew = false;
 		}
-		for (; shown < n; shown++)
+		for (; shown < n; shown++) {
 			fsck_print_problem(&probs[shown]);
+			(void)fsck_record(&trail, store, kr, &probs[shown]);
+		}
 		fflush(stdout);
 		if (tty && fsck_now_ns() - last > FSCK_PROGRESS_NS) {
 			st = vault_fsck_stats(ck);
@@ -259,6 +320,14 @@ int cmd_fsck(int argc, char **argv)
 	else
 		rc = EXIT_DAMAGE;
 out:
+	err = fsck_trail_close(&trail);
+	if (err < 0) {
+		/* The files are repaired; their recovery is not in the trail. */
+		cli_err(store, "cannot record the recovered files in the audit trail %s/audit: %s",
+			store, strerror(-err));
+		if (rc == EXIT_OK || rc == EXIT_FAIL)
+			rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
+	}
 	vault_fsck_close(ck);
 	cli_store_unlock(lock_fd, repair);
 	kr_keyring_free(kr);
