@@ -35,8 +35,9 @@
  *     under a key derived from the chain key and the ID: it never touches
  *     the writer's files or another reader's, so it takes no lock.
  *  8. The writer lists the read-only chains it finds (a `chains` record)
- *     after its mount record and before its unmount record, so a chain
- *     removed after a writer saw it is detected by verify.
+ *     after its mount record, with the first record of each hour after
+ *     that, and before its unmount record, so a chain removed after a
+ *     writer saw it is detected by verify.
  *  7. What an operation's lower layers noticed (a denial the policy already
  *     recorded, a crashed file the table recovered) is kept in thread-local
  *     notes: one request runs on one thread from the frontend to its reply,
@@ -62,6 +63,7 @@
 #define VAULT_AUDIT_USERS 64
 #define VAULT_AUDIT_USER_TTL_SEC 300
 #define VAULT_AUDIT_DETAIL_BYTES 512
+#define VAULT_AUDIT_CHAINS_EVERY_SEC 3600 /* invariant 8 */
 #define VAULT_AUDIT_LEVEL_BYTES (KR_LEVEL_NAME_MAX + 1)
 /* One more than the record holds: the library merges the tail and flags it. */
 #define VAULT_AUDIT_RANGES (AUDIT_RANGES_MAX + 1)
@@ -75,7 +77,8 @@ struct vault_audit_user {
 
 struct vault_audit {
 	struct audit_log *log;
-	bool reader; /* a read-only mount's own chain (invariant 6) */
+	bool reader;	     /* a read-only mount's own chain (invariant 6) */
+	int64_t chains_at; /* atomic: when the writer last listed the chains */
 	char chain[AUDIT_CHAIN_NAME_BYTES]; /* its name, "" for the writer */
 	int lock_fd; /* STORE/audit, flock()ed exclusively: one writer (invariant 6) */
 	bool fail_open;
@@ -194,9 +197,12 @@ static void audit_folder_level(struct vault *v, const char *path, char out[VAULT
 
 /* ---- writing (invariant 1) ---- */
 
+static int audit_emit_chains(struct vault *v);
+
 static int audit_emit(struct vault *v, const struct audit_event *ev)
 {
 	struct vault_audit *a = v->audit;
+	int64_t now = (int64_t)time(NULL), at;
 	int r;
 
 	r = audit_log_write(a->log, ev);
@@ -204,6 +210,13 @@ static int audit_emit(struct vault *v, const struct audit_event *ev)
 		if (__atomic_exchange_n(&a->failing, 0, __ATOMIC_ACQ_REL))
 			fprintf(stderr, "strongroom: %s: audit records are written again\n", a->dir);
 		vault_watch_event(v, ev); /* alert rules (vault_watch.c) */
+		/* Invariant 8: one thread wins the hour's listing. A failed
+		 * listing is retried by the next hour's. */
+		at = __atomic_load_n(&a->chains_at, __ATOMIC_ACQUIRE);
+		if (!a->reader && at && now - at >= VAULT_AUDIT_CHAINS_EVERY_SEC &&
+		    __atomic_compare_exchange_n(&a->chains_at, &at, now, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			(void)audit_emit_chains(v);
 		return 0;
 	}
 	if (!__atomic_exchange_n(&a->failing, 1, __ATOMIC_ACQ_REL))
@@ -837,8 +850,10 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 			 kr_keyring_is_admin(v->kr) ? ", audit secret key" : "");
 		r = audit_emit_self(v, AUDIT_EV_KEY_USE, top, detail);
 	}
-	if (r == 0 && !a->reader)
+	if (r == 0 && !a->reader) {
 		r = audit_emit_chains(v);
+		__atomic_store_n(&a->chains_at, (int64_t)time(NULL), __ATOMIC_RELEASE);
+	}
 	if (r < 0) {
 		/* Fail closed: no mount without its record. */
 		v->audit = NULL;
