@@ -48,6 +48,8 @@ static const char *const audit_event_names[AUDIT_EV__COUNT] = {
     [AUDIT_EV_KEY_USE] = "key-use",
     [AUDIT_EV_ALERT] = "alert",
     [AUDIT_EV_SEAL] = "seal",
+    [AUDIT_EV_ROTATE] = "rotate",
+    [AUDIT_EV_REPAIR] = "repair",
     [AUDIT_EV_CHAINS] = "chains",
 };
 

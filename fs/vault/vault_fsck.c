@@ -16,7 +16,11 @@
  *     (FMT_TMP_PREFIX sibling, good chunks copied, bad ones left as holes,
  *     same size, mode, owner, xattrs and times), the damaged original is
  *     linked into the quarantine first, and only then is the rebuilt file
- *     renamed over it: at every instant the name holds a whole file.
+ *     renamed over it: at every instant the name holds a whole file. The
+ *     rebuilt file keeps the file_id (so its st_ino through a mount), and
+ *     the other names of a file with hard links are given the rebuilt file
+ *     (a link renamed over each) when the walk meets them: they stay one
+ *     file.
  *  4. A level the keyring does not hold is counted as locked, never as
  *     damage: fsck with a low-ceiling secret checks only its own levels.
  *  5. The vault helpers used here (vault_dirmeta_load, name decryption)
@@ -44,6 +48,13 @@
 #define FSCK_SIDECAR_LEN  (FSCK_LONGNAME_LEN + sizeof(FMT_LONGNAME_SIDECAR_SUFFIX) - 1)
 #define FSCK_ROTATE_STATE "rotate.state"
 
+/* A file repair rebuilt, for its other names (invariant 3). */
+struct fsck_rebuilt {
+	dev_t odev, ndev;
+	ino_t oino, nino;
+	char *spath; /* the rebuilt file's store path */
+};
+
 /* One open store directory on the walk stack. */
 struct fsck_frame {
 	int fd;
@@ -68,6 +79,8 @@ struct vault_fsck {
 	struct vault_fsck_stats stats;
 	uint8_t *buf; /* one chunk */
 	size_t bufcap;
+	struct fsck_rebuilt *rebuilt;
+	size_t nrebuilt, rebuiltcap;
 };
 
 /* ---- problems and the quarantine ---- */
@@ -367,85 +380,36 @@ static int fsck_push(struct vault_fsck *ck, int dirfd, const char *name, const c
 
 /* ---- files ---- */
 
-/* Invariant 3. bad/nbad: the chunk indexes that failed, sorted. */
+/* Invariant 3: rebuild dirfd/sname (open in f) beside itself, same
+ * file_id, bad chunks as holes; record the pair for its other names. */
 static int fsck_file_rebuild(struct vault_fsck *ck, int dirfd, const char *sname, const char *spath,
-			     struct vf_file *f, unsigned chunk_log2, char note[256])
+			     struct vf_file *f, char note[256])
 {
-	struct vf_file *n = NULL;
-	struct vf_attr a;
-	struct stat st;
+	struct fsck_rebuilt *rb;
+	struct stat st, nst;
 	struct timespec ts[2];
 	char tmp[FMT_NAME_MAX + 1], qname[96], hex[25];
 	unsigned char rnd[12];
-	char *names = NULL;
-	unsigned char *val = NULL;
-	uint64_t chunk = (uint64_t)1 << chunk_log2, pos = 0;
-	ssize_t len;
 	int r;
 
-	r = vf_getattr(f, &a);
-	if (r == 0)
-		r = store_fstat(vf_fd(f), &st);
+	r = store_fstat(vf_fd(f), &st);
 	if (r < 0)
 		return r;
+	if (ck->nrebuilt == ck->rebuiltcap) {
+		size_t ncap = ck->rebuiltcap ? ck->rebuiltcap * 2 : 8;
+		rb = realloc(ck->rebuilt, ncap * sizeof(*rb));
+		if (!rb)
+			return -ENOMEM;
+		ck->rebuilt = rb;
+		ck->rebuiltcap = ncap;
+	}
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
 	snprintf(tmp, sizeof(tmp), "%sfsck.%s", FMT_TMP_PREFIX, hex);
-	r = vf_create(ck->kr, dirfd, tmp, a.level, a.mode, a.uid, a.gid, &n);
+	/* Same file_id, size, mode, owner and xattrs (ACLs included). */
+	r = vf_copy_to_keyring(f, ck->kr, dirfd, tmp, true);
 	if (r < 0)
 		return r;
-	/* xattrs (ACLs included) */
-	len = vf_listxattr(f, NULL, 0);
-	if (len > 0) {
-		names = malloc((size_t)len);
-		if (!names) {
-			r = -ENOMEM;
-			goto out;
-		}
-		len = vf_listxattr(f, names, (size_t)len);
-		val = malloc(VAULT_XATTR_VALUE_MAX);
-		if (!val) {
-			r = -ENOMEM;
-			goto out;
-		}
-		for (ssize_t i = 0; len > 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
-			ssize_t vl = vf_getxattr(f, names + i, val, VAULT_XATTR_VALUE_MAX);
-			if (vl >= 0)
-				r = vf_setxattr(n, names + i, val, (size_t)vl, 0);
-			if (r < 0)
-				goto out;
-		}
-	}
-	/* Good chunks in order; bad ones stay holes. */
-	while (pos < a.size) {
-		off_t d = vf_lseek(f, (off_t)pos, SEEK_DATA);
-		uint64_t idx, start, want;
-		ssize_t got;
-
-		if (d < 0)
-			break;
-		idx = (uint64_t)d >> chunk_log2;
-		start = idx << chunk_log2;
-		want = a.size - start < chunk ? a.size - start : chunk;
-		got = vf_read(f, ck->buf, (size_t)want, start);
-		if (got > 0) {
-			got = vf_write(n, ck->buf, (size_t)got, start);
-			if (got < 0) {
-				r = (int)got;
-				goto out;
-			}
-		}
-		pos = start + chunk;
-	}
-	r = vf_truncate(n, a.size);
-	if (r == 0)
-		r = vf_fsync(n, false);
-	if (r < 0)
-		goto out;
-	r = vf_close(n);
-	n = NULL;
-	if (r < 0)
-		goto out;
 	ts[0] = st.st_atim;
 	ts[1] = st.st_mtim;
 	(void)store_utimensat(dirfd, tmp, ts);
@@ -456,18 +420,64 @@ static int fsck_file_rebuild(struct vault_fsck *ck, int dirfd, const char *sname
 	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
 	if (r == 0)
 		r = store_fsync(dirfd, false);
+	if (r == 0 && st.st_nlink > 1 && store_fstatat(dirfd, sname, &nst) == 0) {
+		/* Other names of the file are given the rebuilt one when the
+		 * walk meets them. */
+		rb = &ck->rebuilt[ck->nrebuilt];
+		rb->odev = st.st_dev;
+		rb->oino = st.st_ino;
+		rb->ndev = nst.st_dev;
+		rb->nino = nst.st_ino;
+		rb->spath = strdup(spath);
+		if (rb->spath)
+			ck->nrebuilt++;
+	}
 	if (r == 0)
 		snprintf(note, 256,
-			 "bad chunks now read as zeros; original in " ADMIN_QUARANTINE_DIR "/%s%s",
-			 qname, st.st_nlink > 1 ? " (other hard links keep the damage)" : "");
+			 "bad chunks now read as zeros; original in " ADMIN_QUARANTINE_DIR "/%s",
+			 qname);
 out:
-	if (n)
-		vf_close(n);
 	if (r < 0)
 		(void)store_unlinkat(dirfd, tmp, 0);
-	free(names);
-	free(val);
 	return r;
+}
+
+/* Another name of a file rebuilt earlier in this run: give it the rebuilt
+ * file (a hard link renamed over it), so the names stay one file.
+ * @return 1 done, 0 not such a name, -errno. */
+static int fsck_file_relink(struct vault_fsck *ck, int dirfd, const char *sname, struct vf_file *f,
+			    char note[256])
+{
+	struct fsck_rebuilt *rb = NULL;
+	struct stat st, nst;
+	char tmp[FMT_NAME_MAX + 1], hex[25];
+	unsigned char rnd[12];
+	int r = store_fstat(vf_fd(f), &st);
+
+	for (size_t i = 0; r == 0 && i < ck->nrebuilt; i++)
+		if (ck->rebuilt[i].odev == st.st_dev && ck->rebuilt[i].oino == st.st_ino)
+			rb = &ck->rebuilt[i];
+	if (r < 0 || !rb)
+		return r;
+	r = store_fstatat(ck->store_fd, rb->spath, &nst);
+	if (r < 0 || nst.st_dev != rb->ndev || nst.st_ino != rb->nino)
+		return 0; /* the rebuilt name moved: rebuild this one on its own */
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+	snprintf(tmp, sizeof(tmp), "%sfsck.%s", FMT_TMP_PREFIX, hex);
+	r = store_linkat(ck->store_fd, rb->spath, dirfd, tmp);
+	if (r < 0)
+		return r;
+	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
+	if (r == 0)
+		r = store_fsync(dirfd, false);
+	if (r < 0) {
+		(void)store_unlinkat(dirfd, tmp, 0);
+		return r;
+	}
+	snprintf(note, 256, "another name of the file rebuilt at %s: given the rebuilt file",
+		 rb->spath);
+	return 1;
 }
 
 /* Check one ciphertext file: header, seal, every live chunk. */
@@ -477,7 +487,7 @@ static int fsck_file(struct vault_fsck *ck, int dirfd, const char *sname, const 
 	struct vault_fsck_problem *p;
 	struct fmt_file_header h;
 	struct vf_file *f = NULL;
-	struct vf_attr a;
+	struct vf_attr a = {0};
 	uint8_t head[FMT_FILE_HEADER_BYTES];
 	uint64_t pos = 0, chunk, first_bad = ck->nprobs, nbad = 0;
 	char note[256];
@@ -573,7 +583,12 @@ static int fsck_file(struct vault_fsck *ck, int dirfd, const char *sname, const 
 	}
 	r = 0;
 	if (nbad && ck->repair) {
-		int e = fsck_file_rebuild(ck, dirfd, sname, spath, f, h.chunk_log2, note);
+		int e = fsck_file_relink(ck, dirfd, sname, f, note);
+
+		if (e == 0)
+			e = fsck_file_rebuild(ck, dirfd, sname, spath, f, note);
+		else if (e > 0)
+			e = 0;
 
 		if (e < 0)
 			snprintf(note, sizeof(note), "could not rebuild: %s", strerror(-e));
@@ -829,6 +844,9 @@ void vault_fsck_close(struct vault_fsck *ck)
 	if (ck->store_fd >= 0)
 		store_close(ck->store_fd);
 	free(ck->probs);
+	for (size_t i = 0; i < ck->nrebuilt; i++)
+		free(ck->rebuilt[i].spath);
+	free(ck->rebuilt);
 	if (ck->buf)
 		sodium_memzero(ck->buf, ck->bufcap);
 	free(ck->buf);

@@ -8,6 +8,13 @@
  * then the object (a directory is pushed, its metadata re-encrypted; a file
  * of the level rewritten).
  *
+ * A file of several store names (hard links) is not rewritten by the walk:
+ * rewriting it under one name would split it. Once the walk is done and
+ * every name is final, a second pass collects the names of such files by
+ * the file_id in their headers (plain, so no key is needed to group them)
+ * and rotates one file per step: one copy, then each name given the copy
+ * by a hard link renamed over it (admin.h invariant 5).
+ *
  * Invariants: those of admin.h (rotate 1-4). Besides, the two bare vaults
  * (old, new) hold only a keyring: the vault helpers used here read nothing
  * else (as in vault_fsck.c).
@@ -39,6 +46,15 @@ struct rot_frame {
 	char *spath;
 };
 
+/* One store name of a file that has several (or of the pending group). */
+struct rot_link {
+	uint8_t file_id[FMT_ID_BYTES];
+	dev_t dev;
+	ino_t ino;
+	char *dpath; /* its directory, relative to STORE */
+	char *name;  /* its store name there */
+};
+
 struct vault_rotate {
 	struct vault vold, vnew; /* bare: keyrings only */
 	const struct kr_keyring *kold, *knew;
@@ -47,9 +63,17 @@ struct vault_rotate {
 	struct rot_frame *stack;
 	size_t depth, cap;
 	struct vault_rotate_stats stats;
-	uint8_t *buf;
-	size_t bufcap;
 	char where[PATH_MAX];
+	/* Files of several names (invariant 5): deferred by the walk, then
+	 * collected (rot_links_collect) and rotated a group at a time. */
+	bool has_state, pending;
+	unsigned state_level;
+	uint32_t state_gen;
+	uint8_t pending_id[FMT_ID_BYTES];
+	uint64_t deferred;
+	bool collected;
+	struct rot_link *links;
+	size_t nlinks, linkcap, linkpos;
 };
 
 /* ---- the state file ---- */
@@ -67,9 +91,53 @@ int vault_rotate_state_write(const char *store, unsigned level, uint32_t gen)
 	return r;
 }
 
+/* The state file with the pending group's file_id (invariant 5), or
+ * without when id is NULL. */
+static int rot_state_pending(struct vault_rotate *rt, const uint8_t *id)
+{
+	char line[128], hex[2 * FMT_ID_BYTES + 1];
+	int n;
+
+	if (!rt->has_state)
+		return 0;
+	if (id) {
+		sodium_bin2hex(hex, sizeof(hex), id, FMT_ID_BYTES);
+		n = snprintf(line, sizeof(line), "level=%u gen=%u link=%s\n", rt->state_level,
+			     rt->state_gen, hex);
+	} else {
+		n = snprintf(line, sizeof(line), "level=%u gen=%u\n", rt->state_level,
+			     rt->state_gen);
+	}
+	return store_write_atomic(rt->store_fd, ADMIN_ROTATE_STATE, line, (size_t)n);
+}
+
+/* Read the state file into rt, with its pending group if any. */
+static int rot_state_load(struct vault_rotate *rt)
+{
+	char line[128], *l;
+	ssize_t n = store_read_small(rt->store_fd, ADMIN_ROTATE_STATE, line, sizeof(line) - 1);
+
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return n == -EFBIG ? -EUCLEAN : (int)n;
+	line[n] = '\0';
+	if (sscanf(line, "level=%u gen=%u", &rt->state_level, &rt->state_gen) != 2)
+		return -EUCLEAN;
+	rt->has_state = true;
+	l = strstr(line, " link=");
+	if (l) {
+		if (sodium_hex2bin(rt->pending_id, FMT_ID_BYTES, l + 6, 2 * FMT_ID_BYTES, NULL,
+				   NULL, NULL) != 0)
+			return -EUCLEAN;
+		rt->pending = true;
+	}
+	return 0;
+}
+
 int vault_rotate_state_read(const char *store, unsigned *level, uint32_t *gen)
 {
-	char line[64];
+	char line[128]; /* "level=N gen=G" and a pending " link=<32 hex>" */
 	ssize_t n;
 	int fd = store_openat(AT_FDCWD, store, O_RDONLY | O_DIRECTORY, 0);
 
@@ -195,114 +263,56 @@ static int rot_push(struct vault_rotate *rt, int dirfd, const char *name, const 
 	return r;
 }
 
-/* Rewrite the file dirfd/sname (of the level, open under the old key in f)
- * under the new key; invariant 2. */
-static int rot_file_rewrite(struct vault_rotate *rt, int dirfd, const char *sname,
-			    struct vf_file *f)
+static void rot_tmpname(char tmp[FMT_NAME_MAX + 1])
 {
-	struct vf_file *n = NULL;
-	struct vf_attr a;
-	struct fmt_file_header h;
-	struct stat st;
-	struct timespec ts[2];
-	uint8_t head[FMT_FILE_HEADER_BYTES];
-	char tmp[FMT_NAME_MAX + 1], hex[25];
-	unsigned char rnd[12], *val = NULL;
-	char *names = NULL;
-	uint64_t chunk, pos = 0;
-	ssize_t len;
-	int r;
+	unsigned char rnd[12];
+	char hex[25];
 
-	r = vf_getattr(f, &a);
-	if (r == 0)
-		r = store_fstat(vf_fd(f), &st);
-	if (r == 0 && store_pread(vf_fd(f), head, sizeof(head), 0) != (ssize_t)sizeof(head))
-		r = -EUCLEAN;
-	if (r == 0)
-		r = fmt_file_header_peek(head, &h);
-	if (r < 0)
-		return r;
-	chunk = (uint64_t)1 << h.chunk_log2;
-	if (rt->bufcap < chunk) {
-		uint8_t *b = realloc(rt->buf, chunk);
-		if (!b)
-			return -ENOMEM;
-		rt->buf = b;
-		rt->bufcap = chunk;
-	}
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
-	snprintf(tmp, sizeof(tmp), "%s%s", ADMIN_ROTATE_TMP_PREFIX, hex);
-	r = vf_create(rt->knew, dirfd, tmp, a.level, a.mode, a.uid, a.gid, &n);
-	if (r < 0)
-		return r;
-	len = vf_listxattr(f, NULL, 0);
-	if (len > 0) {
-		names = malloc((size_t)len);
-		val = malloc(VAULT_XATTR_VALUE_MAX);
-		if (!names || !val) {
-			r = -ENOMEM;
-			goto out;
-		}
-		len = vf_listxattr(f, names, (size_t)len);
-		for (ssize_t i = 0; len > 0 && i < len; i += (ssize_t)strlen(names + i) + 1) {
-			ssize_t vl = vf_getxattr(f, names + i, val, VAULT_XATTR_VALUE_MAX);
+	snprintf(tmp, FMT_NAME_MAX + 1, "%s%s", ADMIN_ROTATE_TMP_PREFIX, hex);
+}
 
-			r = vl < 0 ? (int)vl : vf_setxattr(n, names + i, val, (size_t)vl, 0);
-			if (r < 0)
-				goto out;
-		}
-	}
-	while (pos < a.size) {
-		off_t d = vf_lseek(f, (off_t)pos, SEEK_DATA);
-		uint64_t start, want;
-		ssize_t got;
+/* Copy the file f (of the level, open under the old key) into dirfd/tmp
+ * under the new key: same file_id (so the same st_ino through a mount),
+ * content, mode, owner, xattrs; the store times of st. */
+static int rot_file_copy(struct vault_rotate *rt, int dirfd, struct vf_file *f,
+			 const struct stat *st, char tmp[FMT_NAME_MAX + 1])
+{
+	struct timespec ts[2] = {st->st_atim, st->st_mtim};
+	int r;
 
-		if (d < 0)
-			break;
-		start = ((uint64_t)d >> h.chunk_log2) << h.chunk_log2;
-		want = a.size - start < chunk ? a.size - start : chunk;
-		got = vf_read(f, rt->buf, (size_t)want, start);
-		if (got > 0)
-			got = vf_write(n, rt->buf, (size_t)got, start);
-		if (got < 0) {
-			r = (int)got;
-			goto out;
-		}
-		pos = start + chunk;
-	}
-	r = vf_truncate(n, a.size);
+	rot_tmpname(tmp);
+	r = vf_copy_to_keyring(f, rt->knew, dirfd, tmp, false);
 	if (r == 0)
-		r = vf_fsync(n, false);
-	if (r == 0) {
-		r = vf_close(n);
-		n = NULL;
-	}
-	if (r < 0)
-		goto out;
-	ts[0] = st.st_atim;
-	ts[1] = st.st_mtim;
-	(void)store_utimensat(dirfd, tmp, ts);
-	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
-	if (r == 0)
-		r = store_fsync(dirfd, false);
-	if (r == 0)
-		tmp[0] = '\0';
-out:
-	if (n)
-		vf_close(n);
-	if (tmp[0])
-		(void)store_unlinkat(dirfd, tmp, 0);
-	if (rt->buf)
-		sodium_memzero(rt->buf, rt->bufcap);
-	free(names);
-	if (val)
-		sodium_memzero(val, VAULT_XATTR_VALUE_MAX);
-	free(val);
+		(void)store_utimensat(dirfd, tmp, ts);
 	return r;
 }
 
-static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const char *spath)
+/* Rewrite the file dirfd/sname (one name; of the level, open under the old
+ * key in f) under the new key; invariant 2. */
+static int rot_file_rewrite(struct vault_rotate *rt, int dirfd, const char *sname,
+			    struct vf_file *f)
+{
+	char tmp[FMT_NAME_MAX + 1];
+	struct stat st;
+	int r;
+
+	r = store_fstat(vf_fd(f), &st);
+	if (r == 0)
+		r = rot_file_copy(rt, dirfd, f, &st, tmp);
+	if (r < 0)
+		return r;
+	r = store_renameat(dirfd, tmp, dirfd, sname, 0);
+	if (r == 0)
+		r = store_fsync(dirfd, false);
+	else
+		(void)store_unlinkat(dirfd, tmp, 0);
+	return r;
+}
+
+static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const char *spath,
+		    nlink_t nlink)
 {
 	struct vf_file *f = NULL;
 	struct vf_attr a;
@@ -329,6 +339,9 @@ static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const
 	r = vf_getattr(f, &a);
 	if (r == 0 && a.level != rt->level) {
 		rt->stats.skipped++;
+	} else if (r == 0 && (nlink > 1 || (rt->pending && sodium_memcmp(a.file_id, rt->pending_id,
+									 FMT_ID_BYTES) == 0))) {
+		rt->deferred++; /* one file of several names: rot_links, after the walk */
 	} else if (r == 0) {
 		r = rot_file_rewrite(rt, dirfd, sname, f);
 		if (r == 0)
@@ -498,7 +511,7 @@ static int rot_entry(struct vault_rotate *rt, struct rot_frame *fr, const char *
 	if (S_ISDIR(st.st_mode)) {
 		r = rot_push(rt, fr->fd, cur, spath);
 	} else if (S_ISREG(st.st_mode)) {
-		r = rot_file(rt, fr->fd, cur, spath);
+		r = rot_file(rt, fr->fd, cur, spath, st.st_nlink);
 		rt->stats.bytes_done += (uint64_t)st.st_size;
 	}
 	free(spath);
@@ -539,6 +552,320 @@ static int rot_count(int dirfd, uint64_t *bytes)
 	return 0;
 }
 
+/* ---- files of several names (invariant 5) ---- */
+
+static bool rot_is_entry(const char *sname)
+{
+	if (sname[0] != '.')
+		return true;
+	return strlen(sname) == ROT_LONGNAME_LEN && strncmp(sname, FMT_LONGNAME_PREFIX, 2) == 0;
+}
+
+static int rot_link_add(struct vault_rotate *rt, const uint8_t id[FMT_ID_BYTES],
+			const struct stat *st, const char *dpath, const char *name)
+{
+	struct rot_link *lk;
+
+	if (rt->nlinks == rt->linkcap) {
+		size_t ncap = rt->linkcap ? rt->linkcap * 2 : 16;
+		lk = realloc(rt->links, ncap * sizeof(*lk));
+		if (!lk)
+			return -ENOMEM;
+		rt->links = lk;
+		rt->linkcap = ncap;
+	}
+	lk = &rt->links[rt->nlinks];
+	memcpy(lk->file_id, id, FMT_ID_BYTES);
+	lk->dev = st->st_dev;
+	lk->ino = st->st_ino;
+	lk->dpath = strdup(dpath);
+	lk->name = strdup(name);
+	if (!lk->dpath || !lk->name) {
+		free(lk->dpath);
+		free(lk->name);
+		return -ENOMEM;
+	}
+	rt->nlinks++;
+	return 0;
+}
+
+/* Every store name, below dirfd (STORE/dpath), of a file with several
+ * names, and of the pending group's file whatever its link count. */
+static int rot_links_collect(struct vault_rotate *rt, int dirfd, const char *dpath)
+{
+	uint8_t head[FMT_FILE_HEADER_BYTES];
+	struct fmt_file_header h;
+	struct dirent *de;
+	struct stat st;
+	DIR *dp;
+	int r = 0, fd = store_openat(dirfd, ".", O_RDONLY | O_DIRECTORY, 0);
+
+	if (fd < 0)
+		return fd;
+	dp = fdopendir(fd);
+	if (!dp) {
+		store_close(fd);
+		return -errno;
+	}
+	while (r == 0 && (de = readdir(dp))) {
+		if (!rot_is_entry(de->d_name) || store_fstatat(fd, de->d_name, &st) < 0)
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			char *sub = rot_join(dpath, de->d_name);
+			int sfd = store_openat(fd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+
+			if (!sub)
+				r = -ENOMEM;
+			else if (sfd >= 0)
+				r = rot_links_collect(rt, sfd, sub);
+			if (sfd >= 0)
+				store_close(sfd);
+			free(sub);
+		} else if (S_ISREG(st.st_mode) && (st.st_nlink > 1 || rt->pending)) {
+			int ffd = store_openat(fd, de->d_name, O_RDONLY, 0);
+			bool ok =
+			    ffd >= 0 &&
+			    store_pread(ffd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+			    fmt_file_header_peek(head, &h) == 0;
+
+			if (ffd >= 0)
+				store_close(ffd);
+			if (ok && (st.st_nlink > 1 ||
+				   sodium_memcmp(h.file_id, rt->pending_id, FMT_ID_BYTES) == 0))
+				r = rot_link_add(rt, h.file_id, &st, dpath, de->d_name);
+		}
+	}
+	closedir(dp);
+	return r;
+}
+
+static int rot_link_cmp(const void *pa, const void *pb)
+{
+	const struct rot_link *a = pa, *b = pb;
+	int c = memcmp(a->file_id, b->file_id, FMT_ID_BYTES);
+
+	if (c)
+		return c;
+	if (a->dev != b->dev)
+		return a->dev < b->dev ? -1 : 1;
+	if (a->ino != b->ino)
+		return a->ino < b->ino ? -1 : 1;
+	return strcmp(a->dpath, b->dpath);
+}
+
+enum rot_kind { ROT_OLD, ROT_NEW, ROT_OTHER };
+
+/* Which key the file named by lk is under; *f (when non-NULL) receives it
+ * open under the old key if it is ROT_OLD. */
+static int rot_link_kind(struct vault_rotate *rt, const struct rot_link *lk, struct vf_file **fout)
+{
+	struct vf_file *f = NULL;
+	struct vf_attr a;
+	int r, dfd = store_openat(rt->store_fd, lk->dpath, O_RDONLY | O_DIRECTORY, 0);
+
+	if (fout)
+		*fout = NULL;
+	if (dfd < 0)
+		return dfd;
+	r = vf_open(rt->kold, dfd, lk->name, false, &f);
+	if (r == 0) {
+		r = vf_getattr(f, &a);
+		if (r == 0)
+			r = a.level == rt->level ? ROT_OLD : ROT_OTHER;
+		if (r == ROT_OLD && fout) {
+			*fout = f;
+			f = NULL;
+		}
+	} else if (r == -EBADMSG) {
+		r = vf_open(rt->knew, dfd, lk->name, false, &f);
+		r = r == 0 ? ROT_NEW : -EBADMSG;
+	} else if (r == -ENOKEY) {
+		r = ROT_OTHER;
+	}
+	vf_close(f);
+	store_close(dfd);
+	return r;
+}
+
+/* Give the name lk the file tdfd/tname (a hard link renamed over it). */
+static int rot_link_switch(struct vault_rotate *rt, const struct rot_link *lk, int tdfd,
+			   const char *tname)
+{
+	char tmp[FMT_NAME_MAX + 1];
+	struct stat st;
+	int r, dfd = store_openat(rt->store_fd, lk->dpath, O_RDONLY | O_DIRECTORY, 0);
+
+	if (dfd < 0)
+		return dfd;
+	r = store_fstatat(dfd, lk->name, &st);
+	if (r == 0 && (st.st_dev != lk->dev || st.st_ino != lk->ino))
+		r = -ESTALE;
+	rot_tmpname(tmp);
+	if (r == 0)
+		r = store_linkat(tdfd, tname, dfd, tmp);
+	if (r == 0) {
+		r = store_renameat(dfd, tmp, dfd, lk->name, 0);
+		if (r < 0)
+			(void)store_unlinkat(dfd, tmp, 0);
+	}
+	if (r == 0)
+		r = store_fsync(dfd, false);
+	store_close(dfd);
+	return r;
+}
+
+/* The names links[a..b) of one old-key file: rewrite it once (or, for the
+ * group a killed run was switching, take the new-key file it made: tgt)
+ * and give every name the new file. */
+static int rot_links_switch_file(struct vault_rotate *rt, size_t a, size_t b,
+				 const struct rot_link *tgt)
+{
+	const struct rot_link *lk = &rt->links[a];
+	char tmp[FMT_NAME_MAX + 1] = "";
+	const char *tname;
+	struct vf_file *f = NULL;
+	struct stat st;
+	int r, tdfd;
+
+	rot_where(rt, lk->dpath);
+	r = rot_state_pending(rt, lk->file_id);
+	if (r < 0)
+		return r;
+	if (tgt) {
+		tdfd = store_openat(rt->store_fd, tgt->dpath, O_RDONLY | O_DIRECTORY, 0);
+		tname = tgt->name;
+		if (tdfd < 0)
+			return tdfd;
+	} else {
+		tdfd = store_openat(rt->store_fd, lk->dpath, O_RDONLY | O_DIRECTORY, 0);
+		if (tdfd < 0)
+			return tdfd;
+		r = rot_link_kind(rt, lk, &f);
+		if (r >= 0 && !f)
+			r = -ESTALE; /* changed under an offline rotation */
+		if (r >= 0)
+			r = store_fstat(vf_fd(f), &st);
+		if (r >= 0)
+			r = rot_file_copy(rt, tdfd, f, &st, tmp);
+		vf_close(f);
+		if (r < 0) {
+			tmp[0] = '\0';
+			goto out;
+		}
+		tname = tmp;
+	}
+	for (size_t k = a; k < b; k++) {
+		rot_where(rt, rt->links[k].dpath);
+		r = rot_link_switch(rt, &rt->links[k], tdfd, tname);
+		if (r < 0)
+			goto out;
+	}
+	rt->stats.files++;
+	rt->stats.linked += b - a;
+out:
+	if (tmp[0]) {
+		(void)store_unlinkat(tdfd, tmp, 0);
+		(void)store_fsync(tdfd, false);
+	}
+	store_close(tdfd);
+	if (r == 0) {
+		r = rot_state_pending(rt, NULL);
+		rt->pending = false;
+	}
+	return r;
+}
+
+/* One group: every name in the tree of one file_id, links[i..j). */
+static int rot_links_group(struct vault_rotate *rt, size_t i, size_t j)
+{
+	bool is_pending =
+	    rt->pending && sodium_memcmp(rt->links[i].file_id, rt->pending_id, FMT_ID_BYTES) == 0;
+	size_t a, b, nold = 0, nnew = 0;
+	const struct rot_link *tgt = NULL;
+	int r = 0;
+
+	/* A run of equal (dev, ino) is one store file. */
+	for (a = i; a < j; a = b) {
+		for (b = a + 1; b < j && rt->links[b].dev == rt->links[a].dev &&
+				rt->links[b].ino == rt->links[a].ino;
+		     b++)
+			;
+		r = rot_link_kind(rt, &rt->links[a], NULL);
+		if (r < 0) {
+			rot_where(rt, rt->links[a].dpath);
+			return r;
+		}
+		if (r == ROT_NEW) {
+			nnew++;
+			tgt = &rt->links[a];
+			rt->stats.done += b - a;
+		} else if (r == ROT_OLD) {
+			nold++;
+		} else {
+			rt->stats.skipped += b - a;
+		}
+	}
+	if (!(is_pending && nold == 1 && nnew == 1))
+		tgt = NULL; /* two files that share an id (a copy) stay two */
+	for (a = i; a < j; a = b) {
+		for (b = a + 1; b < j && rt->links[b].dev == rt->links[a].dev &&
+				rt->links[b].ino == rt->links[a].ino;
+		     b++)
+			;
+		if (rot_link_kind(rt, &rt->links[a], NULL) != ROT_OLD)
+			continue;
+		r = rot_links_switch_file(rt, a, b, tgt);
+		if (r < 0)
+			return r;
+	}
+	if (is_pending && rt->pending) {
+		r = rot_state_pending(rt, NULL);
+		rt->pending = false;
+	}
+	return r;
+}
+
+/* After the walk: collect once, then one group per call. @return 1 more,
+ * 0 done, -errno. */
+static int rot_links_step(struct vault_rotate *rt)
+{
+	size_t i, j;
+	int r, tree;
+
+	if (!rt->collected) {
+		rt->collected = true;
+		if (!rt->deferred && !rt->pending)
+			return 0;
+		tree = store_openat(rt->store_fd, ROT_TREE, O_RDONLY | O_DIRECTORY, 0);
+		if (tree < 0)
+			return tree;
+		r = rot_links_collect(rt, tree, ROT_TREE);
+		store_close(tree);
+		if (r < 0)
+			return r;
+		qsort(rt->links, rt->nlinks, sizeof(*rt->links), rot_link_cmp);
+		return 1;
+	}
+	if (rt->linkpos >= rt->nlinks) {
+		if (rt->pending) { /* the pending group's names are all gone */
+			r = rot_state_pending(rt, NULL);
+			rt->pending = false;
+			return r;
+		}
+		return 0;
+	}
+	i = rt->linkpos;
+	for (j = i + 1; j < rt->nlinks &&
+			memcmp(rt->links[j].file_id, rt->links[i].file_id, FMT_ID_BYTES) == 0;
+	     j++)
+		;
+	r = rot_links_group(rt, i, j);
+	if (r < 0)
+		return r;
+	rt->linkpos = j;
+	return 1;
+}
+
 int vault_rotate_open(const char *store, const struct kr_keyring *old_kr,
 		      const struct kr_keyring *new_kr, unsigned level, struct vault_rotate **out)
 {
@@ -563,6 +890,9 @@ int vault_rotate_open(const char *store, const struct kr_keyring *old_kr,
 		r = rt->store_fd;
 		goto out;
 	}
+	r = rot_state_load(rt);
+	if (r < 0)
+		goto out;
 	tree = store_openat(rt->store_fd, ROT_TREE, O_RDONLY | O_DIRECTORY, 0);
 	if (tree >= 0) {
 		rot_count(tree, &rt->stats.bytes_total);
@@ -596,7 +926,7 @@ int vault_rotate_step(struct vault_rotate *rt)
 			rt->depth--;
 			if (e)
 				return -e;
-			return rt->depth ? 1 : 0;
+			return 1;
 		}
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
@@ -605,7 +935,7 @@ int vault_rotate_step(struct vault_rotate *rt)
 		r = rot_entry(rt, &copy, sname);
 		return r < 0 ? r : 1;
 	}
-	return 0;
+	return rot_links_step(rt);
 }
 
 const struct vault_rotate_stats *vault_rotate_stats(const struct vault_rotate *rt)
@@ -627,8 +957,10 @@ void vault_rotate_close(struct vault_rotate *rt)
 	free(rt->stack);
 	if (rt->store_fd >= 0)
 		store_close(rt->store_fd);
-	if (rt->buf)
-		sodium_memzero(rt->buf, rt->bufcap);
-	free(rt->buf);
+	for (size_t i = 0; i < rt->nlinks; i++) {
+		free(rt->links[i].dpath);
+		free(rt->links[i].name);
+	}
+	free(rt->links);
 	free(rt);
 }

@@ -1611,13 +1611,14 @@ out:
 	return rc;
 }
 
-int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned level)
+static int vf_copy(struct vf_file *f, const struct kr_keyring *kr, int dirfd, const char *tmpname,
+		   unsigned level, bool holes_for_bad)
 {
 	struct vf_file *n = NULL;
 	uint8_t *buf = NULL;
 	int rc;
 
-	rc = vf_create(f->kr, dirfd, tmpname, level, f->mode, f->uid, f->gid, &n);
+	rc = vf_create(kr, dirfd, tmpname, level, f->mode, f->uid, f->gid, &n);
 	if (rc)
 		return rc;
 	buf = malloc(f->chunk_size);
@@ -1663,6 +1664,10 @@ int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned
 		if (next == UINT64_MAX)
 			break;
 		got = vf_read(f, buf, len, vf_chunk_start(f, next));
+		if (got < 0 && got != -ENOMEM && holes_for_bad) {
+			idx = next + 1; /* a hole where the chunk failed */
+			continue;
+		}
 		if (got < 0) {
 			rc = (int)got;
 			break;
@@ -1686,4 +1691,15 @@ out:
 	if (rc)
 		(void)store_unlinkat(dirfd, tmpname, 0);
 	return rc;
+}
+
+int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned level)
+{
+	return vf_copy(f, f->kr, dirfd, tmpname, level, false);
+}
+
+int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd,
+		       const char *tmpname, bool holes_for_bad)
+{
+	return vf_copy(f, kr, dirfd, tmpname, f->level, holes_for_bad);
 }

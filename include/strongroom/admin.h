@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "strongroom/audit.h"
 #include "strongroom/keyring.h"
 
 #define ADMIN_QUARANTINE_DIR   "quarantine"
@@ -109,6 +110,12 @@ const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
  *  4. STORE/rotate.state ("level=N gen=G") exists from before the new key
  *     is added to the key bag until after the old one is removed from it;
  *     while it exists, mounts are refused and fsck reports it.
+ *  5. A rewritten file keeps its file_id (its st_ino through a mount). A
+ *     file of several names (store hard links) is left for after the walk
+ *     and then rewritten once, each of its names given the new file by a
+ *     hard link renamed over it; meanwhile rotate.state carries
+ *     "link=<file_id hex>", so a rerun gives its remaining names the same
+ *     new file instead of a copy each.
  */
 
 #define ADMIN_ROTATE_STATE	"rotate.state"
@@ -118,6 +125,7 @@ struct vault_rotate_stats {
 	uint64_t dirs, files, names;	  /* re-encrypted */
 	uint64_t done;			  /* objects found already under the new key */
 	uint64_t skipped;		  /* objects of other levels, or locked */
+	uint64_t linked;		  /* names given a rewritten file of several names */
 	uint64_t bytes_done, bytes_total; /* store bytes visited / to visit */
 };
 
@@ -141,5 +149,29 @@ void vault_rotate_close(struct vault_rotate *rt);
 int vault_rotate_state_write(const char *store, unsigned level, uint32_t gen);
 int vault_rotate_state_read(const char *store, unsigned *level, uint32_t *gen);
 int vault_rotate_state_remove(const char *store);
+
+/* ---- the trail of offline work ----
+ *
+ * rotate and fsck --repair record what they do in the vault's audit trail
+ * (docs/audit.md: events `rotate` and `repair`), with no driver running:
+ * the caller holds the store lock exclusively. */
+
+struct vault_admin_log;
+
+/* Open STORE/audit for appending (a new segment of the chain) with kr's
+ * audit chain key. @return 0 and *out owned (vault_admin_log_close);
+ * -EBUSY if a driver or another command writes the trail, -ENOKEY, or
+ * -errno. */
+int vault_admin_log_open(const char *store, const struct kr_keyring *kr,
+			 struct vault_admin_log **out) __attribute__((warn_unused_result));
+/* One record of type by this process: path ("" = "/") and path2 (may be
+ * NULL) plaintext or store paths, level name (may be NULL), bytes, err (0
+ * or -errno: the outcome), detail. @return 0 once the record is written,
+ * or -errno. */
+int vault_admin_log_write(struct vault_admin_log *l, enum audit_event_type type, const char *path,
+			  const char *path2, const char *level, uint64_t bytes, int err,
+			  const char *detail) __attribute__((warn_unused_result));
+/* Close the segment (closing seal). Accepts NULL. @return 0 or -errno. */
+int vault_admin_log_close(struct vault_admin_log *l);
 
 #endif

@@ -95,7 +95,9 @@ enum audit_event_type {
 	AUDIT_EV_UNMOUNT,
 	AUDIT_EV_KEY_USE, /* detail names the key */
 	AUDIT_EV_ALERT,
-	AUDIT_EV_SEAL,	 /* written by the library; bytes = records before it */
+	AUDIT_EV_SEAL, /* written by the library; bytes = records before it */
+	AUDIT_EV_ROTATE, /* a level key rotation: start, resume, end, stop */
+	AUDIT_EV_REPAIR, /* fsck --repair: start, one per problem, end */
 	AUDIT_EV_CHAINS, /* the writer lists the read-only mounts' chains it
 			  * found: detail "ro-ID:SEGMENTS ...", bytes = count */
 	AUDIT_EV__COUNT

@@ -89,5 +89,11 @@ int vf_compact(struct vf_file *f, int dirfd, const char *name);
 /* Re-encrypt into a new file at another level (reclassification): writes
  * dirfd/tmpname; the caller renames it over. */
 int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned level);
+/* The same copy at the file's own level under another keyring kr (a level
+ * key rotation, or fsck's rebuild with kr = the file's own): same file_id,
+ * size, mode, owner, rdev and xattrs. holes_for_bad leaves a chunk that
+ * cannot be read or does not authenticate as a hole instead of failing. */
+int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd,
+		       const char *tmpname, bool holes_for_bad);
 
 #endif

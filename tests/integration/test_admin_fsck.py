@@ -2,6 +2,7 @@
 where it can, and --repair fixes what it can without deleting store bytes
 (everything it takes out goes to STORE/quarantine/)."""
 
+import json
 import os
 import struct
 
@@ -190,3 +191,73 @@ def test_fsck_with_a_wrong_passphrase_exits_3(fresh_vault):
     bad.write_text("wrong\n")
     p = sr("fsck", fresh_vault.store, "--passphrase-file", bad, check=False)
     assert p.returncode == 3
+
+
+def test_fsck_repair_of_a_damaged_file_with_hard_links_keeps_one_file(fresh_vault):
+    v = fresh_vault
+    data = os.urandom(3 * CHUNK)
+    v.mount()
+    (v.mnt / "docs").mkdir()
+    (v.mnt / "other").mkdir()
+    (v.mnt / "docs" / "report.bin").write_bytes(data)
+    os.link(v.mnt / "docs" / "report.bin", v.mnt / "other" / "same.bin")
+    ino = os.stat(v.mnt / "docs" / "report.bin").st_ino
+    v.unmount()
+    (f, _) = [e for e in store_entries(v.store) if os.path.isfile(e) and os.stat(e).st_nlink == 2]
+    chunk1 = [fr for fr in frames(f) if fr[1] == FRAME_CHUNK and fr[2] == 1][-1]
+    raw = bytearray(open(f, "rb").read())
+    raw[chunk1[0] + FRAME_HEADER_BYTES + 10] ^= 0x01
+    open(f, "wb").write(raw)
+
+    p = fsck(v, "--repair")
+    assert p.returncode == 1, p.stdout + p.stderr
+    states = [line.split("\t")[3] for line in problem_lines(p)]
+    assert states == ["fixed", "fixed"]  # chunk 1 seen through each name
+    assert fsck(v).returncode == 0
+
+    v.mount()
+    try:
+        names = [v.mnt / "docs" / "report.bin", v.mnt / "other" / "same.bin"]
+        sts = [os.stat(n) for n in names]
+        assert [st.st_ino for st in sts] == [ino, ino]
+        assert [st.st_nlink for st in sts] == [2, 2]
+        want = data[:CHUNK] + bytes(CHUNK) + data[2 * CHUNK:]
+        assert [n.read_bytes() == want for n in names] == [True, True]
+        with open(names[1], "r+b") as fh:
+            fh.write(b"through the second name")
+        assert names[0].read_bytes()[:23] == b"through the second name"
+    finally:
+        v.unmount()
+
+
+def audit_records(v, event):
+    p = sr("audit", "show", v.store, "--json", "--event", event, "--passphrase-file", v.passfile)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def test_fsck_repair_records_each_action_in_the_audit_trail_and_a_plain_check_none(fresh_vault):
+    v = fresh_vault
+    make(v, {"/docs/report.bin": os.urandom(3 * CHUNK)})
+    (f,) = [e for e in store_entries(v.store) if os.path.isfile(e)]
+    chunk1 = [fr for fr in frames(f) if fr[1] == FRAME_CHUNK and fr[2] == 1][-1]
+    raw = bytearray(open(f, "rb").read())
+    raw[chunk1[0] + FRAME_HEADER_BYTES + 10] ^= 0x01
+    open(f, "wb").write(raw)
+    open(os.path.join(os.path.dirname(f), ".sr-tmp.leftover"), "wb").write(b"x")
+
+    assert fsck(v).returncode == 9
+    assert audit_records(v, "repair") == []  # a check without --repair writes nothing
+    p = fsck(v, "--repair")
+    assert p.returncode == 1, p.stdout + p.stderr
+
+    recs = audit_records(v, "repair")
+    assert recs[0]["detail"] == "start: fsck --repair"
+    assert recs[-1]["detail"] == "end: 2 folders, 1 files checked; 2 problems, 2 fixed, 0 left"
+    actions = {r["detail"].split(":")[0]: r for r in recs[1:-1]}
+    assert set(actions) == {"chunk 1 fixed", "orphan temporary file fixed"}
+    chunk = actions["chunk 1 fixed"]
+    assert chunk["path"] == "/docs/report.bin" and chunk["outcome"] == 0
+    assert os.path.join(str(v.store), chunk["path2"]) == f
+    assert "original in quarantine/" in chunk["detail"]
+    assert len({r["pid"] for r in recs}) == 1 and recs[0]["process"] == "strongroom"
+    assert sr("audit", "verify", v.store, "--passphrase-file", v.passfile, check=False).returncode == 0

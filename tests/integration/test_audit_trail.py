@@ -346,7 +346,7 @@ def test_a_crashed_file_reclassified_first_records_its_recovery_once(fresh_vault
     assert only(audit(v), event="level", path="/big")
 
 
-def test_a_crashed_file_sealed_by_fsck_repair_is_recorded_as_recovered(fresh_vault):
+def test_a_crashed_file_sealed_by_fsck_repair_is_recorded_once_as_repaired(fresh_vault):
     v = fresh_vault
     crash_while_writing(v, "big")
     p = sr("fsck", v.store, "--repair", "--passphrase-file", v.passfile, check=False)
@@ -357,10 +357,11 @@ def test_a_crashed_file_sealed_by_fsck_repair_is_recorded_as_recovered(fresh_vau
     assert os.path.getsize(v.mnt / "big") > 0
     v.unmount()
     recs = audit(v)
-    files = only(recs, event="recovery", path="/big")
-    assert len(files) == 1, files
-    assert "fsck --repair" in files[0]["detail"]
-    assert files[0]["process"] == "strongroom" and files[0]["user"] == "root"
+    fixed = only(recs, event="repair", path="/big")
+    assert len(fixed) == 1, fixed
+    assert fixed[0]["detail"].startswith("unsealed file fixed")
+    assert fixed[0]["process"] == "strongroom" and fixed[0]["user"] == "root"
+    assert not only(recs, event="recovery", path="/big")  # recovered once, by fsck
     assert "intact" in verify(v).stdout
 
 

@@ -1,4 +1,5 @@
-/* test_fsck.c - the offline check of admin.h driven without FUSE.
+/* test_fsck.c - the offline check and the key rotation of admin.h driven
+ * without FUSE.
  *
  * Each test creates a store with kr_vault_create, fills it through the
  * vault API, damages the ciphertext tree the way a disk or a crash would,
@@ -222,6 +223,113 @@ TEST(fsck_repair_moves_an_orphan_temp_file_into_the_quarantine)
 	kr_keyring_free(f.kr);
 }
 
+/* Both store names of the one hard-linked file in a flat store. */
+static int both_names(struct fx *f, struct stat st[2])
+{
+	char tree[300], path[600];
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	snprintf(tree, sizeof(tree), "%s/tree", f->store);
+	d = opendir(tree);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && n < 2) {
+			snprintf(path, sizeof(path), "%s/%s", tree, de->d_name);
+			if (stat(path, &st[n]) == 0)
+				n++;
+		}
+	closedir(d);
+	return n;
+}
+
+/* st_ino (the file_id) of path through the vault, and its link count. */
+static int vstat(struct fx *f, const char *path, struct stat *st)
+{
+	struct vault *v = NULL;
+	int r = vault_open(f->store, f->kr, VAULT_READ_ONLY, &v);
+
+	if (r == 0)
+		r = vault_getattr(v, &caller, path, st);
+	vault_close(v);
+	return r;
+}
+
+static int link_file(struct fx *f, const char *from, const char *to)
+{
+	struct vault *v = NULL;
+	int r = vault_open(f->store, f->kr, 0, &v);
+
+	if (r == 0)
+		r = vault_link(v, &caller, from, to);
+	vault_close(v);
+	return r;
+}
+
+TEST(fsck_repair_of_a_hard_linked_file_keeps_its_names_one_file_and_its_inode)
+{
+	static unsigned char data[3 * 65536];
+	struct stat before = {0}, a = {0}, b = {0}, sst[2] = {{0}};
+	uint64_t fixed = 0;
+	char file[600];
+	struct fx f;
+
+	randombytes_buf(data, sizeof(data));
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put(&f, "/big", data, sizeof(data)), 0);
+	CHECK_EQ(only_file(&f, file, sizeof(file)), 0);
+	CHECK_EQ(link_file(&f, "/big", "/alias"), 0);
+	CHECK_EQ(vstat(&f, "/big", &before), 0);
+	flip(file, 64 + 65536 + 300);
+	CHECK_EQ(run(&f, true, NULL, &fixed), 2); /* the bad chunk, seen through each name */
+	CHECK_EQ(fixed, 2);
+	CHECK_EQ(run(&f, false, NULL, NULL), 0);
+	CHECK_EQ(both_names(&f, sst), 2);
+	CHECK(sst[0].st_ino == sst[1].st_ino && sst[0].st_nlink >= 2);
+	CHECK_EQ(vstat(&f, "/big", &a), 0);
+	CHECK_EQ(vstat(&f, "/alias", &b), 0);
+	CHECK(a.st_ino == before.st_ino && b.st_ino == before.st_ino);
+	kr_keyring_free(f.kr);
+}
+
+TEST(rotate_keeps_the_file_id_and_the_hard_links_of_a_file)
+{
+	static unsigned char data[100000], back[100000];
+	struct vault_rotate *rt = NULL;
+	struct kr_keyring *knew = NULL;
+	struct stat before = {0}, a = {0}, b = {0}, sst[2] = {{0}};
+	struct fx f;
+	int r;
+
+	randombytes_buf(data, sizeof(data));
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(put(&f, "/doc", data, sizeof(data)), 0);
+	CHECK_EQ(link_file(&f, "/doc", "/alias"), 0);
+	CHECK_EQ(vstat(&f, "/doc", &before), 0);
+	CHECK_EQ(kr_rotate_begin(f.store, f.kr, 0), 0);
+	CHECK_EQ(kr_keyring_next(f.kr, 0, &knew), 0);
+	CHECK_EQ(vault_rotate_open(f.store, f.kr, knew, 0, &rt), 0);
+	while ((r = vault_rotate_step(rt)) > 0)
+		;
+	CHECK_EQ(r, 0);
+	CHECK_EQ(vault_rotate_stats(rt)->files, 1);
+	CHECK_EQ(vault_rotate_stats(rt)->linked, 2);
+	vault_rotate_close(rt);
+	CHECK_EQ(kr_rotate_finish(f.store, f.kr, 0), 0);
+	CHECK_EQ(both_names(&f, sst), 2);
+	CHECK(sst[0].st_ino == sst[1].st_ino && sst[0].st_nlink == 2);
+	CHECK_EQ(vstat(&f, "/doc", &a), 0);
+	CHECK_EQ(vstat(&f, "/alias", &b), 0);
+	CHECK(a.st_ino == before.st_ino && b.st_ino == before.st_ino);
+	CHECK_EQ(a.st_nlink, 2);
+	CHECK_EQ(get(&f, "/alias", back, sizeof(back)), (ssize_t)sizeof(back));
+	CHECK(memcmp(back, data, sizeof(data)) == 0);
+	kr_keyring_free(knew);
+	kr_keyring_free(f.kr);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -230,5 +338,7 @@ int main(void)
 	RUN(fsck_reports_a_flipped_chunk_with_its_plaintext_path_and_index);
 	RUN(fsck_repair_makes_a_bad_chunk_read_as_zeros_and_keeps_the_rest);
 	RUN(fsck_repair_moves_an_orphan_temp_file_into_the_quarantine);
+	RUN(fsck_repair_of_a_hard_linked_file_keeps_its_names_one_file_and_its_inode);
+	RUN(rotate_keeps_the_file_id_and_the_hard_links_of_a_file);
 	return tap_done();
 }

@@ -14,11 +14,6 @@
  * keep writers out, and with STORE/readers exclusive to keep every mount
  * out. A dead holder's flock is gone with it, so a stale lock never
  * blocks.
- *
- * A file --repair replayed and sealed is a crash recovery: it is written to
- * the audit trail as a `recovery` record (docs/audit.md section 12), the
- * trail opened at the first one. The store lock keeps every driver out, so
- * fsck is the trail's only writer meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +27,6 @@
 
 #include "cli.h"
 #include "strongroom/admin.h"
-#include "strongroom/audit.h"
 
 #define FSCK_PROGRESS_NS 200000000LL /* a progress line at most 5 times a second */
 
@@ -139,7 +133,8 @@ static void fsck_help(void)
 	      "  folder ID is readable, and rewrites a file with damaged chunks so that they\n"
 	      "  read as zeros while the rest stays readable, keeping the damaged original in\n"
 	      "  STORE/quarantine/. Nothing is ever deleted; STORE/quarantine/index lists\n"
-	      "  each moved entry by store path.\n"
+	      "  each moved entry by store path. A repair records its start, each problem\n"
+	      "  and its end in the audit trail (strongroom audit show --event repair).\n"
 	      "\n"
 	      "EXIT STATUS\n"
 	      "  0 clean; 1 damage found and all of it repaired; 9 damage left (run with\n"
@@ -157,58 +152,6 @@ static long long fsck_now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* The audit trail, opened at the first recovery to record. */
-struct fsck_trail {
-	struct audit_log *log;
-	int lock_fd;
-	int err; /* the first failure: later recoveries are not recorded */
-};
-
-/* Record p if it is a file --repair recovered. @return 0 or -errno. */
-static int fsck_record(struct fsck_trail *t, const char *store, struct kr_keyring *kr,
-		       const struct vault_fsck_problem *p)
-{
-	const struct kr_config *cfg = kr_keyring_config(kr);
-	const unsigned char *chain = kr_vault_subkey(kr, KR_VSUB_AUDIT);
-	struct audit_opts o = {.resolve_names = true};
-	struct audit_event ev = {0};
-	char dir[PATH_MAX];
-
-	if (p->kind != VAULT_FSCK_UNSEALED || !p->fixed || t->err)
-		return t->err;
-	if (!t->log) {
-		if (!chain)
-			return t->err = -ENOKEY;
-		if (snprintf(dir, sizeof(dir), "%s/audit", store) >= (int)sizeof(dir))
-			return t->err = -ENAMETOOLONG;
-		t->lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (t->lock_fd < 0)
-			return t->err = -errno;
-		if (flock(t->lock_fd, LOCK_EX | LOCK_NB) < 0)
-			return t->err = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		t->err = audit_log_open(dir, cfg->vault_id, cfg->audit_pk, chain, &o, &t->log);
-		if (t->err)
-			return t->err;
-	}
-	ev.type = AUDIT_EV_RECOVERY;
-	ev.uid = (uint32_t)getuid();
-	ev.gid = (uint32_t)getgid();
-	ev.pid = (uint32_t)getpid();
-	ev.path = p->path;
-	ev.detail = "fsck --repair: the file was not sealed (driver crash): writes after its last "
-		    "seal were replayed and the file sealed";
-	return t->err = audit_log_write(t->log, &ev);
-}
-
-static int fsck_trail_close(struct fsck_trail *t)
-{
-	int e = audit_log_close(t->log);
-
-	if (t->lock_fd >= 0)
-		close(t->lock_fd);
-	return t->err ? t->err : e;
-}
-
 static void fsck_print_problem(const struct vault_fsck_problem *p)
 {
 	printf("%s", vault_fsck_kind_name(p->kind));
@@ -223,12 +166,32 @@ static void fsck_print_problem(const struct vault_fsck_problem *p)
 	putchar('\n');
 }
 
+/* The audit record of one problem a repair met (fixed or left). */
+static int fsck_record(struct vault_admin_log *alog, const struct vault_fsck_problem *p)
+{
+	char detail[512];
+
+	if (p->kind == VAULT_FSCK_CHUNK)
+		snprintf(detail, sizeof(detail), "%s %llu %s: %s", vault_fsck_kind_name(p->kind),
+			 (unsigned long long)p->chunk, p->fixed ? "fixed" : "left",
+			 p->note[0] ? p->note : strerror(-p->err));
+	else
+		snprintf(detail, sizeof(detail), "%s %s: %s", vault_fsck_kind_name(p->kind),
+			 p->fixed ? "fixed" : "left",
+			 p->note[0] ? p->note
+			 : p->err   ? strerror(-p->err)
+				    : "-");
+	return vault_admin_log_write(alog, AUDIT_EV_REPAIR, p->path, p->store_path, NULL, 0,
+				     p->fixed ? 0 : p->err, detail);
+}
+
 int cmd_fsck(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL;
 	struct vault_fsck *ck = NULL;
-	struct fsck_trail trail = {.lock_fd = -1};
+	struct vault_admin_log *alog = NULL;
+	int alog_err = 0;
 	const struct vault_fsck_problem *probs;
 	const struct vault_fsck_stats *st;
 	const char *store = NULL;
@@ -269,6 +232,19 @@ int cmd_fsck(int argc, char **argv)
 	rc = cli_store_lock(store, repair, lock_fd);
 	if (rc != EXIT_OK)
 		goto out;
+	if (repair) {
+		/* Fail closed: no repair without its records in the trail. */
+		err = vault_admin_log_open(store, kr, &alog);
+		if (err == 0)
+			err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL, 0, 0,
+						    "start: fsck --repair");
+		if (err < 0) {
+			cli_err(store, "cannot write the audit trail %s/audit: %s", store,
+				err == -EBUSY ? "in use by another writer" : strerror(-err));
+			rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
+			goto out;
+		}
+	}
 	err = vault_fsck_open(store, kr, repair, &ck);
 	if (err < 0) {
 		cli_err(store, "cannot check the store: %s", strerror(-err));
@@ -284,7 +260,8 @@ int cmd_fsck(int argc, char **argv)
 		}
 		for (; shown < n; shown++) {
 			fsck_print_problem(&probs[shown]);
-			(void)fsck_record(&trail, store, kr, &probs[shown]);
+			if (alog && alog_err == 0)
+				alog_err = fsck_record(alog, &probs[shown]);
 		}
 		fflush(stdout);
 		if (tty && fsck_now_ns() - last > FSCK_PROGRESS_NS) {
@@ -306,6 +283,24 @@ int cmd_fsck(int argc, char **argv)
 		goto out;
 	}
 	st = vault_fsck_stats(ck);
+	if (alog && alog_err == 0) {
+		char detail[256];
+
+		snprintf(detail, sizeof(detail),
+			 "end: %llu folders, %llu files checked; %llu problems, %llu fixed, %llu "
+			 "left",
+			 (unsigned long long)st->dirs, (unsigned long long)st->files,
+			 (unsigned long long)st->problems, (unsigned long long)st->fixed,
+			 (unsigned long long)(st->problems - st->fixed));
+		alog_err = vault_admin_log_write(alog, AUDIT_EV_REPAIR, "/", NULL, NULL, st->bytes,
+						 0, detail);
+	}
+	if (alog_err < 0) {
+		cli_err(store, "writing the audit trail %s/audit failed: %s", store,
+			strerror(-alog_err));
+		rc = cli_exit_for(alog_err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(alog_err);
+		goto out;
+	}
 	printf("%llu folders, %llu files, %llu bytes checked; %llu locked (levels this secret does "
 	       "not "
 	       "open); %llu problems, %llu fixed, %llu left\n",
@@ -320,15 +315,11 @@ int cmd_fsck(int argc, char **argv)
 	else
 		rc = EXIT_DAMAGE;
 out:
-	err = fsck_trail_close(&trail);
-	if (err < 0) {
-		/* The files are repaired; their recovery is not in the trail. */
-		cli_err(store, "cannot record the recovered files in the audit trail %s/audit: %s",
-			store, strerror(-err));
-		if (rc == EXIT_OK || rc == EXIT_FAIL)
-			rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
-	}
 	vault_fsck_close(ck);
+	if (vault_admin_log_close(alog) < 0 && rc == EXIT_OK) {
+		cli_err(store, "closing the audit trail failed");
+		rc = EXIT_FAIL;
+	}
 	cli_store_unlock(lock_fd, repair);
 	kr_keyring_free(kr);
 	return rc;

@@ -15,6 +15,10 @@
  * Run again after an interruption at any point, it resumes where the store
  * says it is: the state file names the level, the key bag holds the next
  * key, and each object tells by authentication which key it is under.
+ *
+ * Each run records `rotate` events in the audit trail (docs/audit.md 13):
+ * start or resume before anything changes (no trail, no rotation), stop on
+ * an error, end between steps 4 and 5.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -44,6 +48,7 @@ static void rotate_help(void)
 	      "  The store must not be mounted. Interrupted (a crash, Ctrl-C, a full\n"
 	      "  disk), run it again: it resumes and no file is lost; until it finishes,\n"
 	      "  mounts of the store are refused. Progress is shown on a terminal.\n"
+	      "  Hard links stay hard links; each run is recorded in the audit trail.\n"
 	      "\n"
 	      "  Objects of other levels are not touched. A copy of the store made before\n"
 	      "  the rotation still opens with the old key (docs/threat-model.md).\n"
@@ -79,6 +84,8 @@ int cmd_rotate(int argc, char **argv)
 	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL, *knew = NULL;
 	struct vault_rotate *rt = NULL;
+	struct vault_admin_log *alog = NULL;
+	char detail[512];
 	const struct vault_rotate_stats *st;
 	const char *store = NULL, *lname = NULL;
 	bool tty = isatty(STDERR_FILENO), drew = false;
@@ -142,10 +149,27 @@ int cmd_rotate(int argc, char **argv)
 		rc = EXIT_STORE;
 		goto out;
 	}
+	if (err == 0 || err == -ENOENT) {
+		/* Fail closed: no rotation without its records in the trail. */
+		int e = vault_admin_log_open(store, kr, &alog);
+
+		if (e < 0) {
+			cli_err(store, "cannot open the audit trail %s/audit: %s", store,
+				e == -EBUSY ? "in use by another writer" : strerror(-e));
+			rc = cli_exit_for(e) == EXIT_OK ? EXIT_FAIL : cli_exit_for(e);
+			goto out;
+		}
+	}
 	if (err == 0 && kr_level_generation(kr, (unsigned)level) == sgen &&
 	    !kr_rotate_next_generation(kr, (unsigned)level)) {
 		/* Interrupted between steps 4 and 5. */
-		err = vault_rotate_state_remove(store);
+		snprintf(detail, sizeof(detail),
+			 "end: key generation %u, finished after an interruption; the old key is "
+			 "destroyed",
+			 sgen);
+		err = vault_admin_log_write(alog, AUDIT_EV_ROTATE, "/", NULL, lname, 0, 0, detail);
+		if (err == 0)
+			err = vault_rotate_state_remove(store);
 		if (err == 0)
 			printf("rotation of level %s finished (key generation %u)\n", lname, sgen);
 		rc = err ? cli_exit_for(err) : EXIT_OK;
@@ -156,10 +180,17 @@ int cmd_rotate(int argc, char **argv)
 			sgen = kr_rotate_next_generation(kr, (unsigned)level);
 		else
 			sgen = kr_level_generation(kr, (unsigned)level) + 1;
-		err = vault_rotate_state_write(store, (unsigned)level, sgen);
+		snprintf(detail, sizeof(detail), "start: key generation %u -> %u",
+			 kr_level_generation(kr, (unsigned)level), sgen);
+		err = vault_admin_log_write(alog, AUDIT_EV_ROTATE, "/", NULL, lname, 0, 0, detail);
+		if (err == 0)
+			err = vault_rotate_state_write(store, (unsigned)level, sgen);
 	} else if (err == 0) {
 		fprintf(stderr, "strongroom: %s: resuming the rotation of level %s\n", store,
 			lname);
+		snprintf(detail, sizeof(detail), "resume: key generation %u -> %u",
+			 kr_level_generation(kr, (unsigned)level), sgen);
+		err = vault_admin_log_write(alog, AUDIT_EV_ROTATE, "/", NULL, lname, 0, 0, detail);
 	}
 	if (err < 0) {
 		cli_err(store, "rotation state: %s", strerror(-err));
@@ -188,6 +219,12 @@ int cmd_rotate(int argc, char **argv)
 	if (drew)
 		fputs("\r\033[K", stderr);
 	if (err < 0) {
+		st = rt ? vault_rotate_stats(rt) : NULL;
+		snprintf(detail, sizeof(detail), "stopped at %s: %s; resumes when run again",
+			 rt && vault_rotate_where(rt)[0] ? vault_rotate_where(rt) : "the start",
+			 strerror(-err));
+		(void)!vault_admin_log_write(alog, AUDIT_EV_ROTATE, "/", NULL, lname,
+					     st ? st->bytes_done : 0, err, detail);
 		cli_err(rt && vault_rotate_where(rt)[0] ? vault_rotate_where(rt) : store,
 			"%s; the rotation stopped and resumes when run again%s", strerror(-err),
 			err == -EBADMSG ? " (run strongroom fsck --repair first)" : "");
@@ -197,8 +234,19 @@ int cmd_rotate(int argc, char **argv)
 		goto out;
 	}
 	st = vault_rotate_stats(rt);
-	/* Steps 4 and 5. */
+	/* Steps 4 and 5; the end is recorded before the state file goes (a
+	 * rerun after a failed record takes the 4-5 branch above). */
 	err = kr_rotate_finish(store, kr, (unsigned)level);
+	if (err == 0) {
+		snprintf(detail, sizeof(detail),
+			 "end: key generation %u; %llu files, %llu folders, %llu names "
+			 "re-encrypted, %llu already done; the old key is destroyed",
+			 kr_level_generation(kr, (unsigned)level), (unsigned long long)st->files,
+			 (unsigned long long)st->dirs, (unsigned long long)st->names,
+			 (unsigned long long)st->done);
+		err = vault_admin_log_write(alog, AUDIT_EV_ROTATE, "/", NULL, lname,
+					    st->bytes_total, 0, detail);
+	}
 	if (err == 0)
 		err = vault_rotate_state_remove(store);
 	if (err < 0) {
@@ -215,6 +263,10 @@ int cmd_rotate(int argc, char **argv)
 	rc = EXIT_OK;
 out:
 	vault_rotate_close(rt);
+	if (vault_admin_log_close(alog) < 0 && rc == EXIT_OK) {
+		cli_err(store, "closing the audit trail failed");
+		rc = EXIT_FAIL;
+	}
 	cli_store_unlock(lock_fd, true);
 	kr_keyring_free(knew);
 	kr_keyring_free(kr);
