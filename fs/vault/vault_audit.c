@@ -34,14 +34,14 @@
  *     A read-only mount writes its own chain, STORE/audit/ro-<random ID>,
  *     under a key derived from the chain key and the ID: it never touches
  *     the writer's files or another reader's, so it takes no lock.
- *  8. The writer lists the read-only chains it finds (a `chains` record)
- *     after its mount record, with the first record of each hour after
- *     that, and before its unmount record, so a chain removed after a
- *     writer saw it is detected by verify.
  *  7. What an operation's lower layers noticed (a denial the policy already
  *     recorded, a crashed file the table recovered) is kept in thread-local
  *     notes: one request runs on one thread from the frontend to its reply,
  *     and the operation's own hook consumes the notes before it returns.
+ *  8. The writer lists the read-only chains it finds (a `chains` record)
+ *     after its mount record, with the first record of each hour after
+ *     that, and before its unmount record, so a chain removed after a
+ *     writer saw it is detected by verify.
  */
 #include <errno.h>
 #include <fcntl.h>
