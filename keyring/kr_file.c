@@ -1,7 +1,8 @@
 /* kr_file.c - the keyring's few syscalls on its own store files.
  *
- * The keyring persists only strongroom.conf and keyslots/slot-N, small files
- * read whole and replaced whole. Invariants:
+ * The keyring persists only its own small files at the top of a store
+ * (strongroom.conf, keyslots/slot-N, keybag, watch.state), read whole and
+ * replaced whole. Invariants:
  *  - reads never follow a symlink and never read more than the caller's
  *    bound (a bigger file is corrupt, not truncated);
  *  - a write is atomic: a crash leaves the old file or the new one, never a

@@ -41,6 +41,9 @@
 #define KR_SLOT_NONCE_BYTES  24
 #define KR_SLOT_TAG_BYTES    16
 #define KR_SLOT_FLAG_ADMIN   0x01u
+#define KR_SLOT_FLAG_KEYFILE 0x02u /* passphrase and key file (section 3.1) */
+#define KR_KEYFILE_TAG	     "SRkeyfile\x01"
+#define KR_KEYFILE_TAG_BYTES 10
 #define KR_SLOT_PLAIN_MAX    (KR_KEY_BYTES * (1 + KR_MAX_LEVELS + 1))
 #define KR_SLOT_MAX_BYTES    (KR_SLOT_HEADER_BYTES + KR_SLOT_PLAIN_MAX + KR_SLOT_TAG_BYTES)
 /* Bounds a store writer cannot exceed to make unlocking hang or exhaust
@@ -56,7 +59,7 @@
 #define KR_CTX_LEVEL  "SRlevel_"
 #define KR_CTX_VAULT  "SRvault_"
 #define KR_SUB_COUNT  4
-#define KR_VSUB_COUNT 3
+#define KR_VSUB_COUNT 4
 
 /* All key bytes of one unlocked keyring, in one guarded allocation. */
 struct kr_secure {
@@ -126,17 +129,25 @@ int kr_slot_open(const unsigned char *buf, const struct kr_slot *slot,
 		 const unsigned char wrap_key[KR_KEY_BYTES], unsigned char *plain)
     __attribute__((warn_unused_result));
 /* The wrapping key of a slot from its secret. Recovery secrets are the raw
- * 20 bytes. @return 0, -ENOMEM if Argon2id could not get its memory. */
+ * 20 bytes. A key-file slot needs keyfile (its bytes); other slots ignore
+ * it. @return 0, -ENOKEY if a key-file slot got no key file, -ENOMEM if
+ * Argon2id could not get its memory. */
 int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, size_t secret_len,
+		     const unsigned char *keyfile, size_t keyfile_len,
 		     unsigned char wrap_key[KR_KEY_BYTES]) __attribute__((warn_unused_result));
 /* Write slot-<index> holding the keys of sec that info asks for, wrapped
- * under secret (a passphrase, or the raw 20 recovery bytes) with a fresh
- * random salt and nonce. Never replaces an existing slot file.
+ * under secret (a passphrase, or the raw 20 recovery bytes) and, when
+ * info->keyfile, the key file bytes, with a fresh random salt and nonce.
+ * Never replaces an existing slot file.
  * @return 0, -EEXIST if slot-<index> exists, or -errno. */
 int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		  const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct kr_secure *sec,
-		  const unsigned char *secret, size_t secret_len)
+		  const unsigned char *secret, size_t secret_len, const unsigned char *keyfile,
+		  size_t keyfile_len)
     __attribute__((warn_unused_result));
+
+/* True if s carries no key file or one of an allowed length. */
+bool kr_keyfile_len_valid(const struct kr_secret *s);
 
 /* ---- kr_recovery.c ---- */
 
@@ -169,6 +180,23 @@ void kr_subkeys_derive(struct kr_secure *sec, unsigned ceiling);
  * bag that does not parse, is of another vault or does not open. */
 int kr_bag_apply(const char *store, struct kr_keyring *kr, const struct kr_config *cfg,
 		 unsigned ceiling) __attribute__((warn_unused_result));
+
+/* ---- kr_watch.c: freezes and level locks, docs/format.md section 4.5 ---- */
+
+#define KR_WATCH_MAGIC	      "SRWATCH\0"
+#define KR_WATCH_MAGIC_BYTES  8
+#define KR_WATCH_VERSION      1
+#define KR_WATCH_HEADER_BYTES 44
+#define KR_WATCH_MAX_BYTES    (KR_WATCH_HEADER_BYTES + 4 * KR_WATCH_FROZEN_MAX + KR_KEY_BYTES)
+
+/* Encode st (uids sorted on the way) with its MAC under mac_key.
+ * @return the length, -EINVAL for duplicate uids or too many, -ENOSPC. */
+ssize_t kr_watch_encode(const struct kr_watch_state *st, const uint8_t vault_id[KR_VAULT_ID_BYTES],
+			const unsigned char mac_key[KR_KEY_BYTES], unsigned char *out, size_t cap);
+/* Decode and check a state file: vault_id and mac_key may be NULL (the
+ * fuzz target checks structure only). @return 0, -EUCLEAN, -EOPNOTSUPP. */
+int kr_watch_decode(const unsigned char *buf, size_t len, const uint8_t vault_id[KR_VAULT_ID_BYTES],
+		    unsigned nlevels, const unsigned char *mac_key, struct kr_watch_state *st);
 
 /* ---- kr_file.c ---- */
 

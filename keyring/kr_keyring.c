@@ -3,7 +3,9 @@
  * A vault has one random vault key (every slot holds it; it authenticates
  * the config and keys vault-wide subkeys), one random key per level, and an
  * X25519 audit key pair (public half in the config, secret half in admin
- * slots). Unlocking tries each slot the secret's kind can open; the first
+ * slots). Unlocking tries each slot the secret's kind can open (a slot that
+ * needs a key file only when key file bytes came with the passphrase, so a
+ * passphrase alone costs no Argon2id run on such a slot); the first
  * that opens gives the keys, then the config's MAC is checked with a key
  * derived from the vault key, so an edited config is refused once unlocked.
  *
@@ -132,6 +134,8 @@ static void store_undo(const char *store, bool created)
 	}
 	if (kr_path_join(p, sizeof p, store, KR_CONFIG_NAME) == 0)
 		unlink(p);
+	if (kr_path_join(p, sizeof p, store, KR_WATCH_NAME) == 0)
+		unlink(p);
 	for (size_t i = 0; i < sizeof store_dirs / sizeof store_dirs[0]; i++)
 		if (kr_path_join(p, sizeof p, store, store_dirs[i]) == 0)
 			rmdir(p);
@@ -153,7 +157,8 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 	int rc;
 
 	*out = NULL;
-	if (!pass || pass->kind != KR_SECRET_PASSPHRASE || pass->len == 0 || !kdf)
+	if (!pass || pass->kind != KR_SECRET_PASSPHRASE || pass->len == 0 || !kdf ||
+	    !kr_keyfile_len_valid(pass))
 		return -EINVAL;
 	kr = keyring_new();
 	recovery = sodium_malloc(KR_RECOVERY_RAW_BYTES);
@@ -199,18 +204,30 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 	info.kind = KR_SECRET_PASSPHRASE;
 	info.ceiling = kr->ceiling;
 	info.admin = true;
+	info.keyfile = pass->keyfile != NULL;
 	info.kdf = *kdf;
 	rc = kr_slot_store(store, 0, &info, cfg->vault_id, kr->sec,
-			   (const unsigned char *)pass->bytes, pass->len);
+			   (const unsigned char *)pass->bytes, pass->len, pass->keyfile,
+			   pass->keyfile_len);
 	if (rc)
 		goto out;
 	memset(&info.kdf, 0, sizeof info.kdf);
 	info.index = 1;
 	info.kind = KR_SECRET_RECOVERY;
-	rc =
-	    kr_slot_store(store, 1, &info, cfg->vault_id, kr->sec, recovery, KR_RECOVERY_RAW_BYTES);
+	info.keyfile = false;
+	rc = kr_slot_store(store, 1, &info, cfg->vault_id, kr->sec, recovery,
+			   KR_RECOVERY_RAW_BYTES, NULL, 0);
 	if (rc)
 		goto out;
+	/* An empty freeze and lock state: from now on its absence means it
+	 * was deleted (docs/format.md section 4.5). */
+	{
+		struct kr_watch_state ws;
+		memset(&ws, 0, sizeof ws);
+		rc = kr_watch_save(store, kr, &ws);
+		if (rc)
+			goto out;
+	}
 	/* The config goes last: its presence means the vault is complete. */
 	rc = kr_path_join(path, sizeof path, store, KR_CONFIG_NAME);
 	if (rc)
@@ -246,7 +263,8 @@ int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr
 
 	*out = NULL;
 	if (!secret || secret->len == 0 ||
-	    (secret->kind != KR_SECRET_PASSPHRASE && secret->kind != KR_SECRET_RECOVERY))
+	    (secret->kind != KR_SECRET_PASSPHRASE && secret->kind != KR_SECRET_RECOVERY) ||
+	    (secret->keyfile && secret->kind != KR_SECRET_PASSPHRASE))
 		return -EINVAL;
 	rc = kr_path_join(path, sizeof path, store, KR_CONFIG_NAME);
 	if (rc)
@@ -298,12 +316,15 @@ int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr
 		}
 		if (s.info.kind != secret->kind)
 			continue;
+		if (s.info.keyfile && !secret->keyfile)
+			continue; /* kr_vault_needs_keyfile gives the hint */
 		if (sodium_memcmp(s.vault_id, cfg.vault_id, KR_VAULT_ID_BYTES) != 0) {
 			/* A slot of another vault, or a config of another vault. */
 			struct_err = struct_err ? struct_err : -EUCLEAN;
 			continue;
 		}
-		rc = kr_slot_wrap_key(&s, secret_bytes, secret_len, wrap);
+		rc = kr_slot_wrap_key(&s, secret_bytes, secret_len, secret->keyfile,
+				      secret->keyfile_len, wrap);
 		if (rc)
 			goto out;
 		tried = true;

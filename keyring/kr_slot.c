@@ -5,10 +5,14 @@
  * slots, the audit secret key, sealed with XChaCha20-Poly1305 under a key
  * derived from its secret; the 88-byte header (which carries the vault ID)
  * is the associated data, so no header field can be changed unnoticed.
+ * A passphrase slot may also need a key file: its wrapping key then mixes
+ * the Argon2id output with a keyed BLAKE2b of the key file's bytes, so
+ * neither the passphrase nor the file alone opens it.
  *
  * Invariants:
- *  - the plaintext of a box and every wrapping key live only in
- *    sodium_malloc'd memory and are wiped on every return path;
+ *  - the plaintext of a box, every wrapping key and every key file digest
+ *    live only in sodium_malloc'd memory and are wiped on every return
+ *    path; the key file bytes themselves belong to the caller;
  *  - kr_slot_parse bounds every field (the Argon2id cost too, so an edited
  *    slot cannot make unlocking hang or exhaust memory) before anyone
  *    derives a key from it;
@@ -60,7 +64,8 @@ static void header_encode(unsigned char *h, const struct kr_slot_info *info,
 	h[9] = KR_SLOT_VERSION >> 8;
 	h[10] = (unsigned char)info->kind;
 	h[11] = (unsigned char)info->ceiling;
-	h[12] = info->admin ? KR_SLOT_FLAG_ADMIN : 0;
+	h[12] = (unsigned char)((info->admin ? KR_SLOT_FLAG_ADMIN : 0) |
+				(info->keyfile ? KR_SLOT_FLAG_KEYFILE : 0));
 	memcpy(h + 16, vault_id, KR_VAULT_ID_BYTES);
 	if (info->kind == KR_SECRET_PASSPHRASE) {
 		put64(h + 32, info->kdf.opslimit);
@@ -84,6 +89,8 @@ ssize_t kr_slot_encode(const struct kr_slot_info *info, const uint8_t vault_id[K
 	if (info->kind != KR_SECRET_PASSPHRASE && info->kind != KR_SECRET_RECOVERY)
 		return -EINVAL;
 	if (info->kind == KR_SECRET_PASSPHRASE && !kdf_valid(&info->kdf))
+		return -EINVAL;
+	if (info->keyfile && info->kind != KR_SECRET_PASSPHRASE)
 		return -EINVAL;
 	if (cap < KR_SLOT_HEADER_BYTES + plain_len + KR_SLOT_TAG_BYTES)
 		return -ENOSPC;
@@ -110,7 +117,11 @@ int kr_slot_parse(const unsigned char *buf, size_t len, struct kr_slot *slot)
 	s.info.kind = (enum kr_secret_kind)buf[10];
 	s.info.ceiling = buf[11];
 	s.info.admin = (buf[12] & KR_SLOT_FLAG_ADMIN) != 0;
-	if ((buf[12] & ~KR_SLOT_FLAG_ADMIN) != 0 || buf[13] || buf[14] || buf[15])
+	s.info.keyfile = (buf[12] & KR_SLOT_FLAG_KEYFILE) != 0;
+	if ((buf[12] & ~(KR_SLOT_FLAG_ADMIN | KR_SLOT_FLAG_KEYFILE)) != 0 || buf[13] || buf[14] ||
+	    buf[15])
+		return -EUCLEAN;
+	if (s.info.keyfile && s.info.kind != KR_SECRET_PASSPHRASE)
 		return -EUCLEAN;
 	if (s.info.ceiling >= KR_MAX_LEVELS)
 		return -EUCLEAN;
@@ -160,9 +171,47 @@ int kr_slot_open(const unsigned char *buf, const struct kr_slot *slot,
 	return 0;
 }
 
+/* A key-file slot's wrapping key (docs/format.md 3.1):
+ *   digest   = BLAKE2b-256(key = salt, key file bytes)
+ *   wrap_key = BLAKE2b-256(key = Argon2id output, "SRkeyfile\x01" || digest)
+ * wrap_key holds the Argon2id output on entry and the result on return. */
+static int keyfile_mix(const struct kr_slot *slot, const unsigned char *keyfile,
+		       size_t keyfile_len, unsigned char wrap_key[KR_KEY_BYTES])
+{
+	unsigned char *m = sodium_malloc(KR_KEYFILE_TAG_BYTES + KR_KEY_BYTES);
+	crypto_generichash_state *st = sodium_malloc(sizeof *st);
+	int rc = 0;
+
+	if (!m || !st) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(m, KR_KEYFILE_TAG, KR_KEYFILE_TAG_BYTES);
+	crypto_generichash(m + KR_KEYFILE_TAG_BYTES, KR_KEY_BYTES, keyfile, keyfile_len,
+			   slot->salt, KR_SLOT_SALT_BYTES);
+	crypto_generichash_init(st, wrap_key, KR_KEY_BYTES, KR_KEY_BYTES);
+	crypto_generichash_update(st, m, KR_KEYFILE_TAG_BYTES + KR_KEY_BYTES);
+	crypto_generichash_final(st, wrap_key, KR_KEY_BYTES);
+out:
+	if (m) {
+		sodium_memzero(m, KR_KEYFILE_TAG_BYTES + KR_KEY_BYTES);
+		sodium_free(m);
+	}
+	if (st) {
+		sodium_memzero(st, sizeof *st);
+		sodium_free(st);
+	}
+	if (rc)
+		sodium_memzero(wrap_key, KR_KEY_BYTES);
+	return rc;
+}
+
 int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, size_t secret_len,
+		     const unsigned char *keyfile, size_t keyfile_len,
 		     unsigned char wrap_key[KR_KEY_BYTES])
 {
+	if (slot->info.keyfile && (!keyfile || keyfile_len == 0))
+		return -ENOKEY;
 	if (slot->info.kind == KR_SECRET_RECOVERY) {
 		if (secret_len != KR_RECOVERY_RAW_BYTES)
 			return -EINVAL;
@@ -176,6 +225,8 @@ int kr_slot_wrap_key(const struct kr_slot *slot, const unsigned char *secret, si
 		sodium_memzero(wrap_key, KR_KEY_BYTES);
 		return -ENOMEM;
 	}
+	if (slot->info.keyfile)
+		return keyfile_mix(slot, keyfile, keyfile_len, wrap_key);
 	return 0;
 }
 
@@ -187,7 +238,8 @@ static int slot_path(char *out, size_t cap, const char *store, int index)
 
 int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		  const uint8_t vault_id[KR_VAULT_ID_BYTES], const struct kr_secure *sec,
-		  const unsigned char *secret, size_t secret_len)
+		  const unsigned char *secret, size_t secret_len, const unsigned char *keyfile,
+		  size_t keyfile_len)
 {
 	struct kr_slot s;
 	unsigned char file[KR_SLOT_MAX_BYTES];
@@ -210,7 +262,7 @@ int kr_slot_store(const char *store, int index, const struct kr_slot_info *info,
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = kr_slot_wrap_key(&s, secret, secret_len, wrap);
+	rc = kr_slot_wrap_key(&s, secret, secret_len, keyfile, keyfile_len, wrap);
 	if (rc)
 		goto out;
 	memcpy(plain, sec->vault_key, KR_KEY_BYTES);
@@ -230,6 +282,23 @@ out:
 	sodium_free(wrap);
 	sodium_free(plain);
 	return rc;
+}
+
+bool kr_keyfile_len_valid(const struct kr_secret *s)
+{
+	return !s->keyfile ||
+	       (s->keyfile_len >= KR_KEYFILE_MIN_BYTES && s->keyfile_len <= KR_KEYFILE_MAX_BYTES);
+}
+
+bool kr_vault_needs_keyfile(const char *store)
+{
+	struct kr_slot_info list[KR_MAX_SLOTS];
+	int n = kr_keyslot_list(store, list, KR_MAX_SLOTS);
+
+	for (int i = 0; i < n; i++)
+		if (list[i].kind == KR_SECRET_PASSPHRASE && list[i].keyfile)
+			return true;
+	return false;
 }
 
 int kr_keyslot_list(const char *store, struct kr_slot_info *out, int cap)
@@ -288,7 +357,7 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 	if (ceiling > kr->ceiling || kr->roots_gone)
 		return -ENOKEY; /* roots_gone: a driver's keyring (kr_keyring_forget_roots) */
 	if (!pass || pass->kind != KR_SECRET_PASSPHRASE || pass->len == 0 || !kdf ||
-	    !kdf_valid(kdf))
+	    !kdf_valid(kdf) || !kr_keyfile_len_valid(pass))
 		return -EINVAL;
 	rc = keyring_matches_store(store, kr);
 	if (rc)
@@ -297,6 +366,7 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 	info.kind = KR_SECRET_PASSPHRASE;
 	info.ceiling = ceiling;
 	info.admin = kr->admin && ceiling == kr->cfg.nlevels - 1;
+	info.keyfile = pass->keyfile != NULL;
 	info.kdf = *kdf;
 	/* The first free number; a concurrent add that takes it first makes
 	 * this one move on, never overwrite. */
@@ -308,7 +378,8 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 			continue;
 		info.index = i;
 		rc = kr_slot_store(store, i, &info, kr->cfg.vault_id, kr->sec,
-				   (const unsigned char *)pass->bytes, pass->len);
+				   (const unsigned char *)pass->bytes, pass->len, pass->keyfile,
+				   pass->keyfile_len);
 		if (rc != -EEXIST)
 			return rc ? rc : i;
 	}

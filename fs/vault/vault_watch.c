@@ -29,6 +29,13 @@
  *     pipe before the fork (an alert is far smaller than a pipe's buffer),
  *     and it runs as a grandchild, reparented to init, with no descriptor
  *     of ours but that pipe.
+ *  6. Freezes and locks outlive the mount (docs/format.md section 4.5):
+ *     vault_watch_state_load applies STORE/watch.state before the first
+ *     request, and every change is applied in memory first, then saved
+ *     (w->save serializes saves), so a failed save can only leave the
+ *     store stricter than memory was, never laxer. A level this mount does
+ *     not hold stays in the saved state (w->locked_other) until a secret
+ *     holding it unlocks it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +73,13 @@ struct vault_watch {
 	pthread_mutex_t admin; /* one lock / unlock at a time */
 	pthread_rwlock_t keys; /* invariant 1 */
 	uint32_t locked;       /* bit per level (atomic) */
+	/* Invariant 6: the saved state. */
+	pthread_mutex_t save;
+	bool persist;		 /* a writable mount that loaded watch.state */
+	uint32_t locked_other;	 /* locked levels this mount never held (under lock) */
+	uint64_t generation;	 /* of the last state read or written (under save) */
+	const struct kr_keyring *kr;
+	char store[4096];
 	pthread_mutex_t lock;  /* everything below */
 	unsigned nfrozen;
 	uid_t frozen[VAULT_WATCH_FROZEN_MAX];
@@ -91,6 +105,7 @@ int vault_watch_init(struct vault *v)
 	if (!w)
 		return -ENOMEM;
 	pthread_mutex_init(&w->admin, NULL);
+	pthread_mutex_init(&w->save, NULL);
 	pthread_rwlock_init(&w->keys, NULL);
 	pthread_mutex_init(&w->lock, NULL);
 	v->watch = w;
@@ -104,6 +119,7 @@ void vault_watch_free(struct vault *v)
 	if (!w)
 		return;
 	pthread_mutex_destroy(&w->admin);
+	pthread_mutex_destroy(&w->save);
 	pthread_rwlock_destroy(&w->keys);
 	pthread_mutex_destroy(&w->lock);
 	free(w->rules);
@@ -192,10 +208,42 @@ static int freeze_set(struct vault *v, uid_t uid, bool on)
 	return r;
 }
 
+/* Save the freezes and locks now in force (invariant 6). @return 0 or
+ * -errno; without a loaded state (read-only mount, unit tests) 0. */
+static int watch_save(struct vault *v)
+{
+	struct vault_watch *w = v->watch;
+	struct kr_watch_state *st;
+	int r;
+
+	if (!w->persist)
+		return 0;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_lock(&w->save);
+	pthread_mutex_lock(&w->lock);
+	st->locked = __atomic_load_n(&w->locked, __ATOMIC_ACQUIRE) | w->locked_other;
+	st->nfrozen = w->nfrozen;
+	for (unsigned i = 0; i < w->nfrozen; i++)
+		st->frozen[i] = (uint32_t)w->frozen[i];
+	pthread_mutex_unlock(&w->lock);
+	st->generation = w->generation;
+	r = kr_watch_save(w->store, w->kr, st);
+	if (r == 0)
+		w->generation = st->generation;
+	else
+		fprintf(stderr, "strongroom: %s/%s: cannot save freezes and locks: %s\n", w->store,
+			KR_WATCH_NAME, strerror(-r));
+	pthread_mutex_unlock(&w->save);
+	free(st);
+	return r;
+}
+
 int vault_watch_freeze(struct vault *v, uid_t uid, const struct vault_caller *by, const char *why)
 {
 	char detail[256];
-	int r;
+	int r, e;
 
 	if (uid == 0)
 		return -EINVAL;
@@ -204,19 +252,23 @@ int vault_watch_freeze(struct vault *v, uid_t uid, const struct vault_caller *by
 		return r;
 	snprintf(detail, sizeof(detail), "freeze uid %u: further opens are refused%s%s",
 		 (unsigned)uid, why ? ": " : "", why ? why : "");
-	return watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 int vault_watch_unfreeze(struct vault *v, uid_t uid, const struct vault_caller *by)
 {
 	char detail[128];
-	int r;
+	int r, e;
 
 	r = freeze_set(v, uid, false);
 	if (r < 0)
 		return r;
 	snprintf(detail, sizeof(detail), "unfreeze uid %u", (unsigned)uid);
-	return watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 size_t vault_watch_frozen_list(struct vault *v, uid_t *out, size_t cap)
@@ -297,8 +349,9 @@ static int seal_level(struct vault *v, unsigned level)
 	return r;
 }
 
-int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
-		     const struct vault_caller *by)
+/* Lock level; why ends the record's detail. */
+static int level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
+		      const struct vault_caller *by, const char *why)
 {
 	struct vault_watch *w = v->watch;
 	char detail[256];
@@ -327,13 +380,24 @@ int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
 	if (r < 0)
 		goto out;
 	snprintf(detail, sizeof(detail),
-		 "level %s locked: its keys were wiped from the driver's memory",
-		 level_name(v, level));
+		 "level %s locked: its keys were wiped from the driver's memory%s",
+		 level_name(v, level), why);
 	r = watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, level), detail);
 	syslog(LOG_AUTHPRIV | LOG_WARNING, "strongroom: %s", detail);
 out:
 	pthread_mutex_unlock(&w->admin);
 	return r;
+}
+
+int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
+		     const struct vault_caller *by)
+{
+	int r = level_lock(v, kr, level, by, ""), e;
+
+	if (r < 0)
+		return r;
+	e = watch_save(v);
+	return e < 0 ? e : r;
 }
 
 int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_keyring *from,
@@ -347,6 +411,21 @@ int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_k
 		return -EINVAL;
 	pthread_mutex_lock(&w->admin);
 	for (unsigned l = 0; l < KR_MAX_LEVELS && r == 0; l++) {
+		bool other;
+
+		pthread_mutex_lock(&w->lock);
+		other = (w->locked_other & (1u << l)) && kr_level_held(from, l);
+		if (other)
+			w->locked_other &= ~(1u << l); /* nothing to give back here */
+		pthread_mutex_unlock(&w->lock);
+		if (other) {
+			n++;
+			snprintf(detail, sizeof(detail),
+				 "level %s unlocked by keyslot %d (this mount does not hold it)",
+				 level_name(v, l), kr_keyring_slot(from));
+			r = watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, l), detail);
+			continue;
+		}
 		if (!level_locked(w, l) || !kr_level_held(from, l))
 			continue;
 		pthread_rwlock_wrlock(&w->keys);
@@ -365,6 +444,11 @@ int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_k
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "strongroom: %s", detail);
 	}
 	pthread_mutex_unlock(&w->admin);
+	if (n > 0) {
+		int e = watch_save(v);
+		if (e < 0 && r == 0)
+			r = e;
+	}
 	return r < 0 ? r : n;
 }
 
@@ -383,10 +467,83 @@ void vault_watch_status(struct vault *v, struct vault_watch_status *st)
 		return;
 	st->locked = __atomic_load_n(&w->locked, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&w->lock);
+	st->locked |= w->locked_other;
 	st->nfrozen = w->nfrozen;
 	st->alerts = w->alerts;
 	st->nrules = w->nrules;
 	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- the saved state (invariant 6) ---- */
+
+int vault_watch_state_load(struct vault *v, struct kr_keyring *kr, const char *store)
+{
+	struct vault_watch *w = v->watch;
+	struct kr_watch_state *st;
+	struct audit_event ev = {0};
+	struct vault_caller self = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
+	char detail[256];
+	int r, n;
+
+	if (!w || kr != v->kr)
+		return -EINVAL;
+	n = snprintf(w->store, sizeof(w->store), "%s", store);
+	if (n < 0 || (size_t)n >= sizeof(w->store))
+		return -ENAMETOOLONG;
+	w->kr = kr;
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	r = kr_watch_load(store, kr, st);
+	if (r == -ENOENT || r == -EUCLEAN || r == -EOPNOTSUPP) {
+		/* Deleted or edited by someone without a secret, or damaged:
+		 * an integrity event either way. */
+		ev.type = AUDIT_EV_INTEGRITY;
+		ev.path = "/";
+		ev.outcome = r;
+		ev.detail = r == -ENOENT ? KR_WATCH_NAME " is missing: freezes and level locks "
+						 "of earlier mounts, if any, are lifted"
+					 : KR_WATCH_NAME " failed authentication (edited, damaged "
+						 "or from another vault): refusing to mount";
+		vault_audit_emit(v, &self, &ev);
+		syslog(LOG_AUTHPRIV | LOG_WARNING, "strongroom: %s: %s", store, ev.detail);
+	}
+	if (r == -ENOENT) {
+		w->persist = !vault_ro(v);
+		memset(st, 0, sizeof(*st));
+		r = watch_save(v);
+		free(st);
+		return r < 0 ? r : 1;
+	}
+	if (r < 0) {
+		free(st);
+		return r;
+	}
+	w->generation = st->generation;
+	for (unsigned i = 0; i < st->nfrozen; i++)
+		if (st->frozen[i] != 0)
+			freeze_set(v, (uid_t)st->frozen[i], true);
+	for (unsigned l = 0; l < KR_MAX_LEVELS && r == 0; l++) {
+		if (!(st->locked & (1u << l)))
+			continue;
+		if (!kr_level_held(kr, l)) {
+			pthread_mutex_lock(&w->lock);
+			w->locked_other |= 1u << l;
+			pthread_mutex_unlock(&w->lock);
+			continue;
+		}
+		r = level_lock(v, kr, l, &self, ", and stays so (" KR_WATCH_NAME ")");
+	}
+	if (r == 0 && st->nfrozen) {
+		snprintf(detail, sizeof(detail),
+			 "%u user%s stay%s frozen (" KR_WATCH_NAME " generation %llu)", st->nfrozen,
+			 st->nfrozen == 1 ? "" : "s", st->nfrozen == 1 ? "s" : "",
+			 (unsigned long long)st->generation);
+		r = watch_record(v, &self, AUDIT_EV_ALERT, "", detail);
+	}
+	free(st);
+	w->persist = !vault_ro(v);
+	return r;
 }
 
 /* ---- alert rules ---- */

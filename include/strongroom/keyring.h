@@ -2,9 +2,9 @@
  *
  * The keyring is the only owner of key bytes. Every key it hands out lives in
  * sodium_malloc'd, mlock'ed memory and is wiped by kr_keyring_free(); callers
- * get borrowed pointers valid until then. It persists its own two kinds of
- * files at the top of a store (strongroom.conf and keyslots/slot-N); the
- * byte layouts are in docs/format.md, section "Keyring".
+ * get borrowed pointers valid until then. It persists its own files at the
+ * top of a store (strongroom.conf, keyslots/slot-N, keybag, watch.state);
+ * the byte layouts are in docs/format.md, sections 2-4.
  *
  * Errors: 0 or -errno. -EKEYREJECTED wrong secret, -EUCLEAN corrupt or edited
  * file, -EOPNOTSUPP unknown version or required feature, -ENOENT no vault,
@@ -58,10 +58,22 @@ enum kr_secret_kind {
 	KR_SECRET_RECOVERY = 2, /* bytes = the typed recovery text */
 };
 
+/* A passphrase may come with the bytes of a key file (docs/format.md 3.1):
+ * a slot made with one opens only with the passphrase and those same bytes.
+ * The keyring never reads files; the caller hands the bytes in. */
+#define KR_KEYFILE_MIN_BYTES 16
+#define KR_KEYFILE_MAX_BYTES (1u << 20)
+
 struct kr_secret {
 	enum kr_secret_kind kind;
 	const char *bytes; /* borrowed; caller wipes */
 	size_t len;
+	/* Key file bytes (passphrase only), borrowed, caller wipes; NULL if
+	 * none. Unlocking tries key-file slots with them and plain slots with
+	 * the passphrase alone; kr_vault_create and kr_keyslot_add make a slot
+	 * that needs them. */
+	const unsigned char *keyfile;
+	size_t keyfile_len;
 };
 
 /* Subkeys derived with crypto_kdf from a level key (docs/format.md
@@ -78,6 +90,7 @@ enum kr_vault_subkey {
 	KR_VSUB_HINT = 1,  /* level hints in file headers and directory metadata */
 	KR_VSUB_AUDIT = 2, /* audit chain */
 	KR_VSUB_CONFIG = 3, /* MAC of strongroom.conf */
+	KR_VSUB_WATCH = 4,  /* MAC of watch.state */
 };
 
 struct kr_keyring;
@@ -115,14 +128,20 @@ int kr_vault_create(const char *store, struct kr_config *cfg, const struct kr_se
 		    const struct kr_kdf_params *kdf, char recovery_out[KR_RECOVERY_TEXT_BYTES],
 		    struct kr_keyring **out) __attribute__((warn_unused_result));
 
-/* Unlock with any slot the secret opens. @return 0 and *out owned by the
- * caller, -EKEYREJECTED if no slot accepts the secret, -EUCLEAN if the
+/* Unlock with any slot the secret opens (a key-file slot only when
+ * secret->keyfile is given). @return 0 and *out owned by the caller,
+ * -EKEYREJECTED if no slot accepts the secret (kr_vault_needs_keyfile says
+ * whether a key file may be what is missing), -EUCLEAN if the
  * config fails authentication once unlocked (or the only slots of the
  * secret's kind are malformed or of another vault), -EOPNOTSUPP for a newer
  * format, -ENOENT if there is no vault, and for a recovery text that does
  * not parse, kr_recovery_parse's -EINVAL or -EBADMSG. */
 int kr_vault_unlock(const char *store, const struct kr_secret *secret, struct kr_keyring **out)
 	__attribute__((warn_unused_result));
+
+/* True if store has a well-formed passphrase slot that needs a key file:
+ * the hint a refused passphrase without one deserves. Needs no secret. */
+bool kr_vault_needs_keyfile(const char *store);
 
 /* Wipes and frees every key. Accepts NULL. */
 void kr_keyring_free(struct kr_keyring *kr);
@@ -152,12 +171,14 @@ struct kr_slot_info {
 	enum kr_secret_kind kind;
 	unsigned ceiling;
 	bool admin;
+	bool keyfile; /* a passphrase slot that also needs a key file */
 	struct kr_kdf_params kdf;
 };
 
 /* Add a passphrase slot holding levels 0..ceiling (ceiling must be held by
- * kr; admin only if kr is admin and ceiling is the top). @return the new
- * slot index or -errno. */
+ * kr; admin only if kr is admin and ceiling is the top); with pass->keyfile
+ * the slot needs those bytes too. @return the new slot index or -errno
+ * (-EINVAL for a key file outside KR_KEYFILE_MIN_BYTES..MAX_BYTES). */
 int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct kr_secret *pass,
 		   unsigned ceiling, const struct kr_kdf_params *kdf);
 /* Remove a slot. Refuses (-EPERM) to remove the last slot that opens every
@@ -212,6 +233,31 @@ bool kr_level_forgotten(const struct kr_keyring *kr, unsigned level);
  * mount), -EINVAL if the level was not forgotten. */
 int kr_level_restore(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
 	__attribute__((warn_unused_result));
+
+/* Freezes and level locks that outlive a mount (kr_watch.c,
+ * docs/format.md section 4.5): STORE/watch.state, authenticated with a
+ * vault subkey so that nobody without a secret can edit it. */
+#define KR_WATCH_NAME "watch.state"
+#define KR_WATCH_FROZEN_MAX 256
+struct kr_watch_state {
+	uint32_t locked;     /* bit per locked level */
+	uint64_t generation; /* bumped by every save */
+	unsigned nfrozen;
+	uint32_t frozen[KR_WATCH_FROZEN_MAX]; /* uids */
+};
+/* Read and authenticate STORE/watch.state. @return 0, -ENOENT if there is
+ * none (never written, or deleted: the caller decides), -EUCLEAN if it
+ * does not parse, is of another vault or fails its MAC, -EOPNOTSUPP for
+ * another version; *st is zeroed unless 0. */
+int kr_watch_load(const char *store, const struct kr_keyring *kr, struct kr_watch_state *st)
+	__attribute__((warn_unused_result));
+/* Replace STORE/watch.state with st (generation bumped first), atomically.
+ * @return 0, -EINVAL (a level kr's vault does not have, duplicate uids),
+ * or -errno. */
+int kr_watch_save(const char *store, const struct kr_keyring *kr, struct kr_watch_state *st)
+	__attribute__((warn_unused_result));
+/* Structure only, no MAC: for the fuzz target. */
+int kr_watch_parse(const unsigned char *buf, size_t len, struct kr_watch_state *st);
 
 /* Passphrase quality (kr_quality.c): init, passwd and keyslot add refuse a
  * new passphrase below a length floor or an entropy estimate. */

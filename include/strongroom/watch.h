@@ -6,7 +6,8 @@
  * and the tests use it. No FUSE types.
  *
  *  - A frozen user's opens fail with -EACCES (recorded as denials) until
- *    unfrozen; handles opened before the freeze keep working.
+ *    unfrozen; handles opened before the freeze keep working. Freezes and
+ *    locks are saved in the store and outlive unmount and crashes.
  *  - A locked level's keys are wiped from the driver's keyring at once: its
  *    files and folders become unreadable to everyone, root included, and
  *    handles already open fail with -ENOKEY (EACCES) on their next read or
@@ -55,6 +56,18 @@ int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
  * levels given back (0: from holds none of them), or -errno. */
 int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_keyring *from,
 		       const struct vault_caller *by) __attribute__((warn_unused_result));
+
+/* Bring back the freezes and level locks saved in STORE/watch.state
+ * (docs/format.md section 4.5) and save every later change there (not on a
+ * read-only mount, whose changes last until unmount). Call once, after the
+ * audit trail is open and before the first request; kr as for
+ * vault_level_lock. A missing or unauthentic file is an integrity record
+ * in the trail and a syslog warning. @return 0; 1 if the file was missing
+ * (a writable mount writes an empty one); -EUCLEAN if it does not
+ * authenticate or parse, -EOPNOTSUPP for another version: the caller must
+ * not serve the vault; or -errno. */
+int vault_watch_state_load(struct vault *v, struct kr_keyring *kr, const char *store)
+	__attribute__((warn_unused_result));
 
 struct vault_watch_status {
 	unsigned open_files;

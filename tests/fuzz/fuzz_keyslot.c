@@ -27,6 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (s.info.ceiling >= KR_MAX_LEVELS || size != KR_SLOT_HEADER_BYTES + s.box_len ||
 	    s.box_len - KR_SLOT_TAG_BYTES > sizeof plain)
 		abort();
+	/* Only a passphrase slot may need a key file (section 3.1). */
+	if (s.info.keyfile && s.info.kind != KR_SECRET_PASSPHRASE)
+		abort();
 	memset(plain, 0xa5, sizeof plain);
 	if (kr_slot_open(data, &s, key, plain) == 0)
 		return 0; /* only a slot sealed under this very key opens */

@@ -34,7 +34,7 @@ static int fx_new(struct fx *f)
 	char rec[KR_RECOVERY_TEXT_BYTES];
 	struct kr_kdf_params kdf;
 	struct kr_config cfg;
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = PASS, .len = sizeof(PASS) - 1};
 
 	memset(f, 0, sizeof(*f));
 	if (!mkdtemp(dir))

@@ -21,13 +21,13 @@ static const char PASS[] = "correct horse battery staple";
 
 static struct kr_secret pass_secret(const char *p)
 {
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, p, strlen(p)};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = p, .len = strlen(p)};
 	return s;
 }
 
 static struct kr_secret recovery_secret(const char *t)
 {
-	struct kr_secret s = {KR_SECRET_RECOVERY, t, strlen(t)};
+	struct kr_secret s = {.kind = KR_SECRET_RECOVERY, .bytes = t, .len = strlen(t)};
 	return s;
 }
 
@@ -762,7 +762,7 @@ TEST(keyslot_vector_matches_the_spec)
 	memset(&s, 0, sizeof s);
 	s.info = info;
 	memcpy(s.salt, salt, 16);
-	CHECK_EQ(kr_slot_wrap_key(&s, (const unsigned char *)"password", 8, wrap), 0);
+	CHECK_EQ(kr_slot_wrap_key(&s, (const unsigned char *)"password", 8, NULL, 0, wrap), 0);
 	hex(wrap, 32, h);
 	printf("# wrap %s\n", h);
 	CHECK(strcmp(h, VEC_SLOT_WRAP) == 0);
@@ -772,6 +772,56 @@ TEST(keyslot_vector_matches_the_spec)
 	printf("# slot %s\n", h);
 	CHECK(strcmp(h, VEC_SLOT) == 0);
 	CHECK_EQ(kr_slot_parse(buf, (size_t)n, &s), 0);
+	CHECK_EQ(kr_slot_open(buf, &s, wrap, back), 0);
+	CHECK(memcmp(back, plain, 64) == 0);
+	sodium_free(wrap);
+}
+
+/* Vector 3b (section 3.3): the same slot needing key file a0 a1 .. df. */
+#define VEC_KEYFILE_WRAP "c52d6b5cfc8db0e0736894382fc3f7778f6191606874b20a2f60a0502fe7a6ab"
+#define VEC_KEYFILE_SLOT                                                                           \
+	"53524b534c4f54000100010002000000000102030405060708090a0b0c0d0e0f" \
+	"01000000000000000020000000000000606162636465666768696a6b6c6d6e6f" \
+	"707172737475767778797a7b7c7d7e7f808182838485868736ce3c2bee454945" \
+	"ad45b3099d5d20183ed6aa5de50f6fa88a68af38edabc2704bcd503d2d60a0c7" \
+	"6851ae8c7090bdd57ae73d311e8142666e24c2940cc9c3529a535c4684bcd066" \
+	"b4d70ff1bcbb0de5"
+TEST(keyfile_slot_vector_matches_the_spec)
+{
+	struct kr_slot_info info = {0};
+	struct kr_slot s;
+	unsigned char vid[16], salt[16], nonce[24], plain[64], back[64], kf[64];
+	unsigned char *wrap = sodium_malloc(KR_KEY_BYTES);
+	unsigned char buf[KR_SLOT_MAX_BYTES];
+	char h[2 * KR_SLOT_MAX_BYTES + 1];
+	ssize_t n;
+	CHECK(wrap != NULL);
+	seq(vid, 16, 0x00);
+	seq(salt, 16, 0x60);
+	seq(nonce, 24, 0x70);
+	seq(kf, 64, 0xa0);
+	seq(plain, 32, 0x20);	   /* vault key */
+	seq(plain + 32, 32, 0x00); /* level 0 key */
+	info.kind = KR_SECRET_PASSPHRASE;
+	info.keyfile = true;
+	info.kdf.opslimit = crypto_pwhash_OPSLIMIT_MIN;
+	info.kdf.memlimit = crypto_pwhash_MEMLIMIT_MIN;
+	memset(&s, 0, sizeof s);
+	s.info = info;
+	memcpy(s.salt, salt, 16);
+	CHECK_EQ(kr_slot_wrap_key(&s, (const unsigned char *)"password", 8, NULL, 0, wrap),
+		 -ENOKEY);
+	CHECK_EQ(kr_slot_wrap_key(&s, (const unsigned char *)"password", 8, kf, 64, wrap), 0);
+	hex(wrap, 32, h);
+	printf("# keyfile wrap %s\n", h);
+	CHECK(strcmp(h, VEC_KEYFILE_WRAP) == 0);
+	n = kr_slot_encode(&info, vid, salt, nonce, wrap, plain, 64, buf, sizeof buf);
+	CHECK_EQ(n, KR_SLOT_HEADER_BYTES + 64 + KR_SLOT_TAG_BYTES);
+	hex(buf, (size_t)n, h);
+	printf("# keyfile slot %s\n", h);
+	CHECK(strcmp(h, VEC_KEYFILE_SLOT) == 0);
+	CHECK_EQ(kr_slot_parse(buf, (size_t)n, &s), 0);
+	CHECK(s.info.keyfile);
 	CHECK_EQ(kr_slot_open(buf, &s, wrap, back), 0);
 	CHECK(memcmp(back, plain, 64) == 0);
 	sodium_free(wrap);
@@ -788,10 +838,284 @@ TEST(recovery_wrap_vector_matches_the_spec)
 	s.info.kind = KR_SECRET_RECOVERY;
 	seq(s.salt, 16, 0x60);
 	seq(raw, 20, 0x00);
-	CHECK_EQ(kr_slot_wrap_key(&s, raw, 20, wrap), 0);
+	CHECK_EQ(kr_slot_wrap_key(&s, raw, 20, NULL, 0, wrap), 0);
 	hex(wrap, 32, h);
 	printf("# recovery wrap %s\n", h);
 	CHECK(strcmp(h, VEC_RECOVERY_WRAP) == 0);
+}
+
+/* ---- passphrase + key file slots (docs/format.md section 3.1) ---- */
+
+static const unsigned char KEYFILE_A[32] = "held key file A: 32 bytes long.";
+static const unsigned char KEYFILE_B[32] = "held key file B: 32 bytes long.";
+
+static struct kr_secret keyfile_secret(const char *p, const unsigned char *kf, size_t len)
+{
+	struct kr_secret s = pass_secret(p);
+	s.keyfile = kf;
+	s.keyfile_len = len;
+	return s;
+}
+
+static int new_keyfile_vault(const char *store, struct kr_keyring **out)
+{
+	struct kr_config cfg;
+	struct kr_kdf_params kdf;
+	struct kr_secret s = keyfile_secret(PASS, KEYFILE_A, sizeof KEYFILE_A);
+	char rec[KR_RECOVERY_TEXT_BYTES];
+	struct kr_keyring *kr = NULL;
+	int rc;
+
+	kr_config_default(&cfg);
+	kr_kdf_params_default(&kdf);
+	rc = kr_vault_create(store, &cfg, &s, &kdf, rec, &kr);
+	if (out)
+		*out = kr;
+	else
+		kr_keyring_free(kr);
+	return rc;
+}
+
+TEST(keyfile_slot_opens_only_with_both_the_passphrase_and_the_key_file)
+{
+	char store[256];
+	struct kr_keyring *kr = NULL;
+	struct kr_secret s;
+	struct kr_slot_info info[KR_MAX_SLOTS];
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_keyfile_vault(store, NULL), 0);
+	/* The passphrase alone, a wrong key file, a wrong passphrase. */
+	CHECK_EQ(unlock_pass(store, PASS, &kr), -EKEYREJECTED);
+	s = keyfile_secret(PASS, KEYFILE_B, sizeof KEYFILE_B);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), -EKEYREJECTED);
+	s = keyfile_secret(PASS, KEYFILE_A, sizeof KEYFILE_A - 1);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), -EKEYREJECTED);
+	s = keyfile_secret("correct horse battery stapler", KEYFILE_A, sizeof KEYFILE_A);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), -EKEYREJECTED);
+	CHECK(kr == NULL);
+	s = keyfile_secret(PASS, KEYFILE_A, sizeof KEYFILE_A);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), 0);
+	CHECK_EQ(kr_keyring_slot(kr), 0);
+	CHECK(kr_keyring_is_admin(kr));
+	kr_keyring_free(kr);
+	/* The slot says so without a secret; the recovery slot needs no file. */
+	CHECK(kr_vault_needs_keyfile(store));
+	CHECK_EQ(kr_keyslot_list(store, info, KR_MAX_SLOTS), 2);
+	CHECK(info[0].keyfile);
+	CHECK(!info[1].keyfile);
+}
+
+TEST(keyslot_add_with_key_file_makes_a_slot_that_needs_it_and_plain_slots_ignore_one)
+{
+	char store[256];
+	struct kr_keyring *admin = NULL, *kr = NULL;
+	struct kr_kdf_params kdf;
+	struct kr_slot_info info[KR_MAX_SLOTS];
+	struct kr_secret s = keyfile_secret("branch office", KEYFILE_B, sizeof KEYFILE_B);
+	tmp_store(store, sizeof store);
+	kr_kdf_params_default(&kdf);
+	CHECK_EQ(new_vault(store, NULL, &admin), 0);
+	CHECK(!kr_vault_needs_keyfile(store));
+	CHECK_EQ(kr_keyslot_add(store, admin, &s, 1, &kdf), 2);
+	CHECK(kr_vault_needs_keyfile(store));
+	CHECK_EQ(kr_keyslot_list(store, info, KR_MAX_SLOTS), 3);
+	CHECK(info[2].keyfile);
+	CHECK(!info[0].keyfile);
+	CHECK_EQ(unlock_pass(store, "branch office", NULL), -EKEYREJECTED);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), 0);
+	CHECK_EQ(kr_keyring_slot(kr), 2);
+	CHECK_EQ(kr_keyring_ceiling(kr), 1);
+	kr_keyring_free(kr);
+	kr = NULL;
+	/* A key file given with a plain slot's passphrase does not get in the way. */
+	s = keyfile_secret(PASS, KEYFILE_B, sizeof KEYFILE_B);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), 0);
+	CHECK_EQ(kr_keyring_slot(kr), 0);
+	kr_keyring_free(kr);
+	kr_keyring_free(admin);
+}
+
+TEST(key_file_outside_its_length_bounds_or_with_a_recovery_key_is_refused)
+{
+	char store[256], rec[KR_RECOVERY_TEXT_BYTES];
+	struct kr_keyring *admin = NULL, *kr = NULL;
+	struct kr_kdf_params kdf;
+	struct kr_secret s = keyfile_secret("short", KEYFILE_A, KR_KEYFILE_MIN_BYTES - 1);
+	tmp_store(store, sizeof store);
+	kr_kdf_params_default(&kdf);
+	CHECK_EQ(new_vault(store, rec, &admin), 0);
+	CHECK_EQ(kr_keyslot_add(store, admin, &s, 1, &kdf), -EINVAL);
+	s.keyfile_len = (size_t)KR_KEYFILE_MAX_BYTES + 1;
+	CHECK_EQ(kr_keyslot_add(store, admin, &s, 1, &kdf), -EINVAL);
+	s = recovery_secret(rec);
+	s.keyfile = KEYFILE_A;
+	s.keyfile_len = sizeof KEYFILE_A;
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), -EINVAL);
+	CHECK(kr == NULL);
+	kr_keyring_free(admin);
+}
+
+TEST(keyfile_flag_on_a_recovery_slot_or_an_unknown_flag_is_refused_as_corrupt)
+{
+	char store[256], path[300];
+	unsigned char buf[KR_SLOT_MAX_BYTES];
+	struct kr_slot s;
+	ssize_t n;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_vault(store, NULL, NULL), 0);
+	snprintf(path, sizeof path, "%s/keyslots/slot-1", store);
+	n = slurp(path, buf, sizeof buf);
+	CHECK(n > 0);
+	CHECK_EQ(kr_slot_parse(buf, (size_t)n, &s), 0);
+	buf[12] |= KR_SLOT_FLAG_KEYFILE;
+	CHECK_EQ(kr_slot_parse(buf, (size_t)n, &s), -EUCLEAN);
+	buf[12] = (unsigned char)(KR_SLOT_FLAG_ADMIN | 0x04);
+	CHECK_EQ(kr_slot_parse(buf, (size_t)n, &s), -EUCLEAN);
+}
+
+TEST(flipping_the_keyfile_flag_of_a_slot_makes_it_open_with_nothing)
+{
+	char store[256], path[300];
+	unsigned char buf[KR_SLOT_MAX_BYTES];
+	struct kr_keyring *kr = NULL;
+	struct kr_secret s = keyfile_secret(PASS, KEYFILE_A, sizeof KEYFILE_A);
+	ssize_t n;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_keyfile_vault(store, NULL), 0);
+	snprintf(path, sizeof path, "%s/keyslots/slot-0", store);
+	n = slurp(path, buf, sizeof buf);
+	CHECK(n > 0);
+	/* A store writer clearing the flag does not make the passphrase alone
+	 * enough: the flag is in the box's associated data. */
+	buf[12] &= (unsigned char)~KR_SLOT_FLAG_KEYFILE;
+	CHECK_EQ(spit(path, buf, (size_t)n), 0);
+	CHECK_EQ(unlock_pass(store, PASS, &kr), -EKEYREJECTED);
+	CHECK_EQ(kr_vault_unlock(store, &s, &kr), -EKEYREJECTED);
+	CHECK(kr == NULL);
+}
+
+/* ---- freeze and lock state, docs/format.md section 4.5 ---- */
+
+#define VEC_WATCH_KEY "0d89a9ca935a1b57df84edf0e99f1c6d72225a990faa9d8bd27b30eefdd55efd"
+#define VEC_WATCH                                                                                  \
+	"53525741544348000100000008000000000102030405060708090a0b0c0d0e0f"                         \
+	"070000000000000002000000e8030000e9030000648acea16a2131994885b135"                         \
+	"58422468f9c87b2128435a86e3205f98c18471b1"
+
+TEST(watch_state_vector_matches_the_spec)
+{
+	struct kr_watch_state st, back;
+	unsigned char vk[32], key[32], vid[16], buf[KR_WATCH_MAX_BYTES];
+	char h[2 * KR_WATCH_MAX_BYTES + 1];
+	ssize_t n;
+	seq(vk, 32, 0x20);
+	seq(vid, 16, 0x00);
+	crypto_kdf_derive_from_key(key, 32, KR_VSUB_WATCH, KR_CTX_VAULT, vk);
+	hex(key, 32, h);
+	CHECK(strcmp(h, VEC_WATCH_KEY) == 0);
+	memset(&st, 0, sizeof st);
+	st.locked = 1u << 3;
+	st.generation = 7;
+	st.nfrozen = 2;
+	st.frozen[0] = 1001; /* encoded sorted */
+	st.frozen[1] = 1000;
+	n = kr_watch_encode(&st, vid, key, buf, sizeof buf);
+	CHECK_EQ(n, 84);
+	hex(buf, (size_t)n, h);
+	printf("# watch %s\n", h);
+	CHECK(strcmp(h, VEC_WATCH) == 0);
+	CHECK_EQ(kr_watch_decode(buf, (size_t)n, vid, 4, key, &back), 0);
+	CHECK_EQ(back.locked, 8);
+	CHECK_EQ(back.generation, 7);
+	CHECK_EQ(back.nfrozen, 2);
+	CHECK_EQ(back.frozen[0], 1000);
+	CHECK_EQ(back.frozen[1], 1001);
+	/* A level the vault does not have, duplicate uids. */
+	CHECK_EQ(kr_watch_decode(buf, (size_t)n, vid, 3, key, &back), -EUCLEAN);
+	st.frozen[0] = 1000;
+	CHECK_EQ(kr_watch_encode(&st, vid, key, buf, sizeof buf), -EINVAL);
+}
+
+TEST(create_writes_an_empty_watch_state_and_saves_load_back)
+{
+	char store[256];
+	struct kr_keyring *kr = NULL;
+	struct kr_watch_state st;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_vault(store, NULL, &kr), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK_EQ(st.locked, 0);
+	CHECK_EQ(st.nfrozen, 0);
+	CHECK_EQ(st.generation, 1);
+	st.locked = 1u << 2;
+	st.nfrozen = 1;
+	st.frozen[0] = 4242;
+	CHECK_EQ(kr_watch_save(store, kr, &st), 0);
+	CHECK_EQ(st.generation, 2);
+	kr_keyring_free(kr);
+	/* Any slot's keyring reads it: the key is a vault subkey. */
+	CHECK_EQ(unlock_pass(store, PASS, &kr), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK_EQ(st.locked, 4);
+	CHECK_EQ(st.nfrozen, 1);
+	CHECK_EQ(st.frozen[0], 4242);
+	st.locked = 1u << 4; /* the vault has 4 levels */
+	CHECK_EQ(kr_watch_save(store, kr, &st), -EINVAL);
+	kr_keyring_free(kr);
+}
+
+TEST(every_changed_byte_of_the_watch_state_and_its_deletion_are_detected)
+{
+	char store[256], path[300];
+	unsigned char buf[KR_WATCH_MAX_BYTES];
+	struct kr_keyring *kr = NULL;
+	struct kr_watch_state st;
+	ssize_t n;
+	tmp_store(store, sizeof store);
+	CHECK_EQ(new_vault(store, NULL, &kr), 0);
+	memset(&st, 0, sizeof st);
+	st.nfrozen = 1;
+	st.frozen[0] = 1000;
+	st.locked = 1;
+	CHECK_EQ(kr_watch_save(store, kr, &st), 0);
+	store_file(path, sizeof path, store, KR_WATCH_NAME);
+	n = slurp(path, buf, sizeof buf);
+	CHECK(n > 0);
+	for (ssize_t i = 0; i < n; i++) {
+		buf[i] ^= 0x01;
+		CHECK_EQ(spit(path, buf, (size_t)n), 0);
+		int rc = kr_watch_load(store, kr, &st);
+		CHECK(rc == -EUCLEAN || rc == -EOPNOTSUPP);
+		CHECK_EQ(st.nfrozen, 0);
+		buf[i] ^= 0x01;
+	}
+	CHECK_EQ(spit(path, buf, (size_t)n - 4), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), -EUCLEAN);
+	CHECK_EQ(spit(path, buf, (size_t)n), 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), 0);
+	CHECK(unlink(path) == 0);
+	CHECK_EQ(kr_watch_load(store, kr, &st), -ENOENT);
+	kr_keyring_free(kr);
+}
+
+TEST(watch_state_of_another_vault_is_refused)
+{
+	char a[256], b[256], pa[300], pb[300];
+	unsigned char buf[KR_WATCH_MAX_BYTES];
+	struct kr_keyring *ka = NULL;
+	struct kr_watch_state st;
+	ssize_t n;
+	tmp_store(a, sizeof a);
+	tmp_store(b, sizeof b);
+	CHECK_EQ(new_vault(a, NULL, &ka), 0);
+	CHECK_EQ(new_vault(b, NULL, NULL), 0);
+	store_file(pa, sizeof pa, a, KR_WATCH_NAME);
+	store_file(pb, sizeof pb, b, KR_WATCH_NAME);
+	n = slurp(pb, buf, sizeof buf);
+	CHECK(n > 0);
+	CHECK_EQ(spit(pa, buf, (size_t)n), 0);
+	CHECK_EQ(kr_watch_load(a, ka, &st), -EUCLEAN);
+	kr_keyring_free(ka);
 }
 
 int main(void)
@@ -833,5 +1157,15 @@ int main(void)
 	RUN(config_vector_matches_the_spec);
 	RUN(keyslot_vector_matches_the_spec);
 	RUN(recovery_wrap_vector_matches_the_spec);
+	RUN(keyfile_slot_vector_matches_the_spec);
+	RUN(keyfile_slot_opens_only_with_both_the_passphrase_and_the_key_file);
+	RUN(keyslot_add_with_key_file_makes_a_slot_that_needs_it_and_plain_slots_ignore_one);
+	RUN(key_file_outside_its_length_bounds_or_with_a_recovery_key_is_refused);
+	RUN(keyfile_flag_on_a_recovery_slot_or_an_unknown_flag_is_refused_as_corrupt);
+	RUN(flipping_the_keyfile_flag_of_a_slot_makes_it_open_with_nothing);
+	RUN(watch_state_vector_matches_the_spec);
+	RUN(create_writes_an_empty_watch_state_and_saves_load_back);
+	RUN(every_changed_byte_of_the_watch_state_and_its_deletion_are_detected);
+	RUN(watch_state_of_another_vault_is_refused);
 	return tap_done();
 }

@@ -494,7 +494,7 @@ struct fx {
 
 static struct kr_secret secret_of(const char *p)
 {
-	struct kr_secret s = { KR_SECRET_PASSPHRASE, p, strlen(p) };
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = p, .len = strlen(p)};
 	return s;
 }
 

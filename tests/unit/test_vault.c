@@ -36,7 +36,7 @@ static struct vault_caller caller = { .uid = 0, .gid = 0, .pid = 1, .umask = 022
 
 static struct kr_secret secret_of(const char *p)
 {
-	struct kr_secret s = { KR_SECRET_PASSPHRASE, p, strlen(p) };
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = p, .len = strlen(p)};
 	return s;
 }
 

@@ -404,7 +404,7 @@ TEST(file_of_a_level_not_held_is_locked_not_corrupt)
 	struct vf_file *f;
 	struct kr_keyring *low;
 	struct kr_kdf_params kdf;
-	struct kr_secret pass = {KR_SECRET_PASSPHRASE, "branch office", 13};
+	struct kr_secret pass = {.kind = KR_SECRET_PASSPHRASE, .bytes = "branch office", .len = 13};
 	struct vf_attr a;
 	kr_kdf_params_default(&kdf);
 	CHECK(kr_keyslot_add(fx_store, fx_kr, &pass, 1, &kdf) >= 0);

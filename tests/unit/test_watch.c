@@ -301,7 +301,7 @@ static int fx_new(struct fx *f)
 	char rec[KR_RECOVERY_TEXT_BYTES];
 	struct kr_kdf_params kdf;
 	struct kr_config cfg;
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = PASS, .len = sizeof(PASS) - 1};
 	int r;
 
 	memset(f, 0, sizeof(*f));
@@ -330,7 +330,7 @@ static void fx_free(struct fx *f)
 
 static int unlock(const char *store, struct kr_keyring **out)
 {
-	struct kr_secret s = {KR_SECRET_PASSPHRASE, PASS, sizeof(PASS) - 1};
+	struct kr_secret s = {.kind = KR_SECRET_PASSPHRASE, .bytes = PASS, .len = sizeof(PASS) - 1};
 
 	return kr_vault_unlock(store, &s, out);
 }
@@ -474,6 +474,113 @@ TEST(lock_refuses_a_keyring_that_is_not_the_vaults)
 	fx_free(&f);
 }
 
+/* ---- freezes and locks saved in the store (docs/format.md 4.5) ---- */
+
+/* Close the vault and open it again as a new mount would: a fresh keyring,
+ * a fresh vault, then the saved state. @return vault_watch_state_load's. */
+static int fx_remount(struct fx *f)
+{
+	vault_close(f->v);
+	kr_keyring_free(f->kr);
+	f->v = NULL;
+	f->kr = NULL;
+	if (unlock(f->store, &f->kr) != 0 || vault_open(f->store, f->kr, 0, &f->v) != 0)
+		return -EIO;
+	return vault_watch_state_load(f->v, f->kr, f->store);
+}
+
+TEST(freeze_and_lock_hold_again_after_a_remount_until_undone)
+{
+	struct fx f;
+	struct kr_keyring *from = NULL;
+	struct vault_handle *h = NULL;
+	struct vault_watch_status st;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(vault_watch_state_load(f.v, f.kr, f.store), 0);
+	CHECK_EQ(file_put(f.v, "/doc", "hello"), 0);
+	CHECK_EQ(vault_watch_freeze(f.v, alice.uid, &root_c, "test"), 0);
+	CHECK_EQ(vault_level_lock(f.v, f.kr, 3, &root_c), 0);
+	CHECK_EQ(fx_remount(&f), 0);
+	CHECK(vault_watch_frozen(f.v, alice.uid));
+	CHECK(!vault_watch_frozen(f.v, bob.uid));
+	CHECK(!kr_level_held(f.kr, 3)); /* the passphrase's slot holds it: still wiped */
+	vault_watch_status(f.v, &st);
+	CHECK_EQ(st.locked, 1u << 3);
+	CHECK_EQ(vault_open_file(f.v, &alice, "/doc", O_RDONLY, &h), -EACCES);
+	CHECK_EQ(vault_watch_unfreeze(f.v, alice.uid, &root_c), 0);
+	CHECK_EQ(unlock(f.store, &from), 0);
+	CHECK_EQ(vault_level_unlock(f.v, f.kr, from, &root_c), 1);
+	kr_keyring_free(from);
+	CHECK_EQ(fx_remount(&f), 0);
+	CHECK(!vault_watch_frozen(f.v, alice.uid));
+	CHECK(kr_level_held(f.kr, 3));
+	CHECK_EQ(vault_open_file(f.v, &alice, "/doc", O_RDONLY, &h), 0);
+	vault_release(f.v, h);
+	fx_free(&f);
+}
+
+TEST(edited_saved_state_is_refused_and_a_deleted_one_is_reported_and_rewritten)
+{
+	struct fx f;
+	char path[256];
+	unsigned char buf[512];
+	ssize_t n;
+	int fd;
+
+	CHECK_EQ(fx_new(&f), 0);
+	CHECK_EQ(vault_watch_state_load(f.v, f.kr, f.store), 0);
+	CHECK_EQ(vault_watch_freeze(f.v, alice.uid, &root_c, "test"), 0);
+	snprintf(path, sizeof(path), "%s/%s", f.store, KR_WATCH_NAME);
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	n = pread(fd, buf, sizeof(buf), 0);
+	CHECK(n > 48);
+	buf[44] ^= 0x01; /* alice's uid: someone lifting her freeze */
+	CHECK_EQ(pwrite(fd, buf, (size_t)n, 0), n);
+	close(fd);
+	CHECK_EQ(fx_remount(&f), -EUCLEAN);
+	CHECK(unlink(path) == 0);
+	CHECK_EQ(fx_remount(&f), 1);
+	CHECK(!vault_watch_frozen(f.v, alice.uid));
+	CHECK(access(path, F_OK) == 0); /* an empty state written again */
+	CHECK_EQ(fx_remount(&f), 0);
+	fx_free(&f);
+}
+
+TEST(a_mount_without_the_locked_level_keeps_its_lock_in_the_saved_state)
+{
+	struct fx f;
+	struct kr_keyring *low = NULL;
+	struct vault *lv = NULL;
+	struct kr_kdf_params kdf;
+	struct kr_secret ls = {.kind = KR_SECRET_PASSPHRASE, .bytes = "branch office", .len = 13};
+	struct vault_watch_status st;
+
+	CHECK_EQ(fx_new(&f), 0);
+	kr_kdf_params_default(&kdf);
+	CHECK_EQ(kr_keyslot_add(f.store, f.kr, &ls, 1, &kdf), 2);
+	CHECK_EQ(vault_watch_state_load(f.v, f.kr, f.store), 0);
+	CHECK_EQ(vault_level_lock(f.v, f.kr, 3, &root_c), 0);
+	vault_close(f.v);
+	f.v = NULL;
+	/* A branch mount: it never held restricted, saves a freeze, and must
+	 * not drop the lock on the way. */
+	CHECK_EQ(kr_vault_unlock(f.store, &ls, &low), 0);
+	CHECK_EQ(vault_open(f.store, low, 0, &lv), 0);
+	CHECK_EQ(vault_watch_state_load(lv, low, f.store), 0);
+	vault_watch_status(lv, &st);
+	CHECK_EQ(st.locked, 1u << 3);
+	CHECK_EQ(vault_watch_freeze(lv, alice.uid, &root_c, "test"), 0);
+	vault_close(lv);
+	kr_keyring_free(low);
+	CHECK_EQ(vault_open(f.store, f.kr, 0, &f.v), 0);
+	CHECK_EQ(fx_remount(&f), 0);
+	CHECK(!kr_level_held(f.kr, 3));
+	CHECK(vault_watch_frozen(f.v, alice.uid));
+	fx_free(&f);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -489,5 +596,8 @@ int main(void)
 	RUN(frozen_user_cannot_open_while_another_can_until_unfrozen);
 	RUN(locked_level_refuses_open_handles_and_new_opens_until_unlocked);
 	RUN(lock_refuses_a_keyring_that_is_not_the_vaults);
+	RUN(freeze_and_lock_hold_again_after_a_remount_until_undone);
+	RUN(edited_saved_state_is_refused_and_a_deleted_one_is_reported_and_rewritten);
+	RUN(a_mount_without_the_locked_level_keeps_its_lock_in_the_saved_state);
 	return tap_done();
 }

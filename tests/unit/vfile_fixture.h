@@ -25,7 +25,7 @@ static int fx_setup(void)
 {
 	struct kr_config cfg;
 	struct kr_kdf_params kdf;
-	struct kr_secret pass = {KR_SECRET_PASSPHRASE, "correct horse", 13};
+	struct kr_secret pass = {.kind = KR_SECRET_PASSPHRASE, .bytes = "correct horse", .len = 13};
 	char rec[KR_RECOVERY_TEXT_BYTES], files[192];
 
 	setenv("SR_KDF", "test", 0);

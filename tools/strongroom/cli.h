@@ -31,9 +31,11 @@ struct cli_secret_opts {
 	const char *passphrase_file;
 	const char *extpass;
 	const char *recovery_key_file;
+	const char *key_file; /* goes with a passphrase: a slot may need both */
 };
 
-/* Recognise --passphrase-file F, --extpass CMD, --recovery-key-file F (also
+/* Recognise --passphrase-file F, --extpass CMD, --recovery-key-file F,
+ * --key-file F (also
  * in the "--opt=value" form) at argv[*i]; advances *i past a value.
  * @return 1 if consumed, 0 if not a secret option, -1 on a missing value
  * (message printed). */
@@ -67,6 +69,19 @@ int cli_secret_read(const char *what, const struct cli_secret_opts *o, bool conf
 int cli_new_passphrase(const char *what, const char *file, struct cli_secret *out);
 /* Wipes and frees; accepts an empty one. */
 void cli_secret_free(struct cli_secret *s);
+
+/* The whole of a key file (KR_KEYFILE_MIN_BYTES..MAX_BYTES), in
+ * sodium_malloc'd memory; cli_keyfile_free wipes it. Never logged. */
+struct cli_keyfile {
+	unsigned char *bytes; /* owned */
+	size_t len;
+	size_t cap;
+};
+/* Read file. @return EXIT_OK, or EXIT_SECRETSRC after one line naming the
+ * file (missing, unreadable, a directory, too short or too long). */
+int cli_keyfile_read(const char *file, struct cli_keyfile *out);
+/* Wipes and frees; accepts an empty one. */
+void cli_keyfile_free(struct cli_keyfile *k);
 
 /* The exit-code table, for --help texts. */
 void cli_print_exit_codes(FILE *f);

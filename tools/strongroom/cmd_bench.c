@@ -261,7 +261,7 @@ static int bench_store_open(struct bench_store *bs, const struct bench_opts *o, 
 {
 	struct kr_config cfg;
 	struct kr_kdf_params kdf = {crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN};
-	struct kr_secret pass = {KR_SECRET_PASSPHRASE, "bench", 5};
+	struct kr_secret pass = {.kind = KR_SECRET_PASSPHRASE, .bytes = "bench", .len = 5};
 	char rec[KR_RECOVERY_TEXT_BYTES], files[300];
 	int err;
 

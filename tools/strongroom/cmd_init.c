@@ -25,7 +25,7 @@ static void init_help(void)
 	      "  strongroom init - create a vault\n"
 	      "\n"
 	      "SYNOPSIS\n"
-	      "  strongroom init STORE [--passphrase-file F | --extpass CMD]\n"
+	      "  strongroom init STORE [--passphrase-file F | --extpass CMD] [--key-file F]\n"
 	      "                  [--levels L1,L2,...] [--chunk-size N]\n"
 	      "\n"
 	      "DESCRIPTION\n"
@@ -38,6 +38,8 @@ static void init_help(void)
 	      "OPTIONS\n"
 	      "  --passphrase-file F  the passphrase is the first line of F\n"
 	      "  --extpass CMD        the passphrase is the first line CMD prints (/bin/sh -c)\n"
+	      "  --key-file F         the passphrase slot needs the bytes of F too (16 bytes\n"
+	      "                       to 1 MiB): keep F apart from the passphrase\n"
 	      "  --levels L1,L2,...   classification levels, lowest first (default\n"
 	      "                       public,internal,confidential,restricted); names are\n"
 	      "                       [a-z][a-z0-9_-]*, at most 31 characters, at most 8 levels\n"
@@ -58,7 +60,7 @@ static void passwd_help(void)
 	      "SYNOPSIS\n"
 	      "  strongroom passwd STORE [--passphrase-file F | --extpass CMD | "
 	      "--recovery-key-file F]\n"
-	      "                    [--new-passphrase-file F]\n"
+	      "                    [--key-file F] [--new-passphrase-file F] [--new-key-file F]\n"
 	      "\n"
 	      "DESCRIPTION\n"
 	      "  Unlocks STORE with the current secret and gives the keyslot it opens a new\n"
@@ -72,7 +74,9 @@ static void passwd_help(void)
 	      "OPTIONS\n"
 	      "  --passphrase-file F, --extpass CMD, --recovery-key-file F\n"
 	      "                          the current secret (else asked on the terminal)\n"
+	      "  --key-file F            the current slot's key file; the new slot needs it too\n"
 	      "  --new-passphrase-file F the new passphrase is the first line of F\n"
+	      "  --new-key-file F        the new slot needs the bytes of F instead\n"
 	      "\n",
 	      stdout);
 	cli_print_exit_codes(stdout);
@@ -158,6 +162,7 @@ int cmd_init(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	struct cli_secret pass = {0};
+	struct cli_keyfile kf = {0};
 	struct kr_config cfg;
 	struct kr_kdf_params kdf;
 	struct kr_keyring *kr = NULL;
@@ -227,20 +232,30 @@ int cmd_init(int argc, char **argv)
 	rc = init_store_check(store);
 	if (rc != EXIT_OK)
 		return rc;
+	/* --key-file: slot 0 needs the passphrase and this file. */
+	if (so.key_file) {
+		rc = cli_keyfile_read(so.key_file, &kf);
+		if (rc != EXIT_OK)
+			return rc;
+	}
 	rc = cli_secret_read(store, &so, true, &pass);
-	if (rc != EXIT_OK)
-		return rc;
-	rc = cli_pass_quality(store, &pass);
+	if (rc == EXIT_OK)
+		rc = cli_pass_quality(store, &pass);
 	if (rc != EXIT_OK) {
 		cli_secret_free(&pass);
+		cli_keyfile_free(&kf);
 		return rc;
 	}
 	kr_kdf_params_default(&kdf);
+	memset(&ks, 0, sizeof ks);
 	ks.kind = KR_SECRET_PASSPHRASE;
 	ks.bytes = pass.bytes;
 	ks.len = pass.len;
+	ks.keyfile = kf.bytes;
+	ks.keyfile_len = kf.len;
 	rc = kr_vault_create(store, &cfg, &ks, &kdf, recovery, &kr);
 	cli_secret_free(&pass);
+	cli_keyfile_free(&kf);
 	if (rc) {
 		sodium_memzero(recovery, sizeof recovery);
 		if (rc == -ENOTEMPTY || rc == -EEXIST)
@@ -267,11 +282,12 @@ int cmd_passwd(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	struct cli_secret pass = {0};
+	struct cli_keyfile kf = {0};
 	struct kr_slot_info slots[KR_MAX_SLOTS];
 	struct kr_kdf_params kdf;
 	struct kr_keyring *kr = NULL;
 	struct kr_secret ks;
-	const char *store = NULL, *newfile = NULL;
+	const char *store = NULL, *newfile = NULL, *newkey = NULL;
 	bool old_is_recovery = false;
 	int rc, n, old, added;
 
@@ -295,6 +311,14 @@ int cmd_passwd(int argc, char **argv)
 			newfile = argv[++i];
 		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
 			newfile = a + 22;
+		} else if (strcmp(a, "--new-key-file") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0]) {
+				cli_err(a, "needs a value");
+				return EXIT_USAGE;
+			}
+			newkey = argv[++i];
+		} else if (strncmp(a, "--new-key-file=", 15) == 0 && a[15]) {
+			newkey = a + 15;
 		} else if (strcmp(a, "--force") == 0) {
 			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -321,17 +345,30 @@ int cmd_passwd(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		if (slots[i].index == old)
 			old_is_recovery = slots[i].kind == KR_SECRET_RECOVERY;
+	/* The new slot needs the same key file as the old one (--key-file),
+	 * or the one --new-key-file names. */
+	if (!newkey && !so.recovery_key_file)
+		newkey = so.key_file;
+	if (newkey) {
+		rc = cli_keyfile_read(newkey, &kf);
+		if (rc != EXIT_OK)
+			goto out;
+	}
 	rc = cli_new_passphrase(store, newfile, &pass);
 	if (rc == EXIT_OK)
 		rc = cli_pass_quality(store, &pass);
 	if (rc != EXIT_OK)
 		goto out;
 	kr_kdf_params_default(&kdf);
+	memset(&ks, 0, sizeof ks);
 	ks.kind = KR_SECRET_PASSPHRASE;
 	ks.bytes = pass.bytes;
 	ks.len = pass.len;
+	ks.keyfile = kf.bytes;
+	ks.keyfile_len = kf.len;
 	added = kr_keyslot_add(store, kr, &ks, kr_keyring_ceiling(kr), &kdf);
 	cli_secret_free(&pass);
+	cli_keyfile_free(&kf);
 	if (added < 0) {
 		cli_err(store, "cannot write the new keyslot: %s",
 			added == -ENOSPC ? "all keyslots are in use" : strerror(-added));
@@ -357,6 +394,7 @@ int cmd_passwd(int argc, char **argv)
 	rc = EXIT_OK;
 out:
 	cli_secret_free(&pass);
+	cli_keyfile_free(&kf);
 	kr_keyring_free(kr);
 	return rc;
 }

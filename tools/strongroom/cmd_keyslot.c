@@ -19,21 +19,27 @@ static void keyslot_help(void)
 	      "\n"
 	      "SYNOPSIS\n"
 	      "  strongroom keyslot list STORE\n"
-	      "  strongroom keyslot add STORE [--max-level L] [--new-passphrase-file F] [SECRET]\n"
+	      "  strongroom keyslot add STORE [--max-level L] [--new-passphrase-file F]\n"
+	      "                             [--new-key-file F] [SECRET]\n"
 	      "  strongroom keyslot remove STORE N [SECRET]\n"
 	      "  strongroom keyslot test STORE [SECRET]\n"
 	      "\n"
 	      "  SECRET is the current secret: --passphrase-file F | --extpass CMD |\n"
-	      "  --recovery-key-file F, else it is asked on the terminal.\n"
+	      "  --recovery-key-file F, else it is asked on the terminal; --key-file F gives\n"
+	      "  the key file a passphrase slot may need besides its passphrase.\n"
 	      "\n"
 	      "DESCRIPTION\n"
-	      "  list    shows every keyslot: number, kind, the levels it opens, whether it\n"
-	      "          holds the audit key (admin), and its key-derivation cost. Needs no\n"
+	      "  list    shows every keyslot: number, kind (passphrase+keyfile for a slot\n"
+	      "          that needs a key file too), the levels it opens, whether it holds\n"
+	      "          the audit key (admin), and its key-derivation cost. Needs no\n"
 	      "          secret; level names shown are not yet authenticated.\n"
 	      "  add     adds a passphrase slot opening the levels up to L (default: the\n"
 	      "          highest level the current secret opens). A slot opening every level,\n"
 	      "          added with an admin secret, is an admin slot. The new passphrase is\n"
-	      "          the first line of F, else asked twice on the terminal.\n"
+	      "          the first line of F, else asked twice on the terminal. With\n"
+	      "          --key-file F (or --new-key-file F, if it differs from the current\n"
+	      "          secret's) the new slot needs the passphrase and the bytes of F: neither\n"
+	      "          alone opens it.\n"
 	      "  remove  removes slot N. Refused for the last slot that opens every level, and\n"
 	      "          for another secret's slot unless the current secret is an admin's.\n"
 	      "  test    unlocks and says which slot the secret opens and its levels.\n"
@@ -89,12 +95,12 @@ static int keyslot_list(const char *store)
 			cli_err(store, "%s", strerror(-n));
 		return cli_exit_for(n);
 	}
-	printf("%-5s %-11s %-32s %-6s %s\n", "SLOT", "KIND", "LEVELS", "ADMIN", "KDF");
+	printf("%-5s %-18s %-32s %-6s %s\n", "SLOT", "KIND", "LEVELS", "ADMIN", "KDF");
 	for (int i = 0; i < n; i++) {
 		const struct kr_slot_info *s = &slots[i];
 		char kdf[64];
 		if (s->kind == 0) {
-			printf("%-5d %-11s %-32s %-6s %s\n", s->index, "corrupt", "-", "-", "-");
+			printf("%-5d %-18s %-32s %-6s %s\n", s->index, "corrupt", "-", "-", "-");
 			continue;
 		}
 		levels_range(&cfg, s->ceiling, range, sizeof range);
@@ -104,7 +110,8 @@ static int keyslot_list(const char *store)
 				 (unsigned long long)(s->kdf.memlimit >> 10));
 		else
 			snprintf(kdf, sizeof kdf, "blake2b");
-		printf("%-5d %-11s %-32s %-6s %s\n", s->index, kind_name(s->kind), range,
+		printf("%-5d %-18s %-32s %-6s %s\n", s->index,
+		       s->keyfile ? "passphrase+keyfile" : kind_name(s->kind), range,
 		       s->admin ? "yes" : "no", kdf);
 	}
 	return EXIT_OK;
@@ -126,10 +133,11 @@ static int keyslot_test(const char *store, const struct cli_secret_opts *so)
 }
 
 static int keyslot_add(const char *store, const struct cli_secret_opts *so, const char *level,
-		       const char *newfile)
+		       const char *newfile, const char *newkey)
 {
 	struct kr_keyring *kr = NULL;
 	struct cli_secret pass = {0};
+	struct cli_keyfile kf = {0};
 	struct kr_kdf_params kdf;
 	struct kr_secret ks;
 	const struct kr_config *cfg;
@@ -162,6 +170,13 @@ static int keyslot_add(const char *store, const struct cli_secret_opts *so, cons
 		}
 		ceiling = (unsigned)l;
 	}
+	if (!newkey && !so->recovery_key_file)
+		newkey = so->key_file;
+	if (newkey) {
+		rc = cli_keyfile_read(newkey, &kf);
+		if (rc != EXIT_OK)
+			goto out;
+	}
 	rc = cli_new_passphrase(store, newfile, &pass);
 	if (rc == EXIT_OK)
 		rc = cli_pass_quality(store, &pass);
@@ -170,11 +185,15 @@ static int keyslot_add(const char *store, const struct cli_secret_opts *so, cons
 		goto out;
 	}
 	kr_kdf_params_default(&kdf);
+	memset(&ks, 0, sizeof ks);
 	ks.kind = KR_SECRET_PASSPHRASE;
 	ks.bytes = pass.bytes;
 	ks.len = pass.len;
+	ks.keyfile = kf.bytes;
+	ks.keyfile_len = kf.len;
 	idx = kr_keyslot_add(store, kr, &ks, ceiling, &kdf);
 	cli_secret_free(&pass);
+	cli_keyfile_free(&kf);
 	if (idx < 0) {
 		cli_err(store, "cannot add a keyslot: %s",
 			idx == -ENOSPC ? "all keyslots are in use" : strerror(-idx));
@@ -182,9 +201,11 @@ static int keyslot_add(const char *store, const struct cli_secret_opts *so, cons
 		goto out;
 	}
 	levels_range(cfg, ceiling, range, sizeof range);
-	printf("Added slot %d opening %s.\n", idx, range);
+	printf("Added slot %d opening %s%s.\n", idx, range,
+	       newkey ? " (needs its passphrase and the key file)" : "");
 	rc = EXIT_OK;
 out:
+	cli_keyfile_free(&kf);
 	kr_keyring_free(kr);
 	return rc;
 }
@@ -231,7 +252,7 @@ int cmd_keyslot(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	const char *pos[3] = {NULL, NULL, NULL};
-	const char *level = NULL, *newfile = NULL, *sub;
+	const char *level = NULL, *newfile = NULL, *newkey = NULL, *sub;
 	int npos = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -256,6 +277,14 @@ int cmd_keyslot(int argc, char **argv)
 			level = a + 12;
 		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
 			newfile = a + 22;
+		} else if (strcmp(a, "--new-key-file") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0]) {
+				cli_err(a, "needs a value");
+				return EXIT_USAGE;
+			}
+			newkey = argv[++i];
+		} else if (strncmp(a, "--new-key-file=", 15) == 0 && a[15]) {
+			newkey = a + 15;
 		} else if (strcmp(a, "--force") == 0) {
 			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -284,13 +313,13 @@ int cmd_keyslot(int argc, char **argv)
 		cli_err(pos[2], "unexpected argument to keyslot %s", sub);
 		return EXIT_USAGE;
 	}
-	if ((level || newfile) && strcmp(sub, "add") != 0) {
-		cli_err(level ? "--max-level" : "--new-passphrase-file",
+	if ((level || newfile || newkey) && strcmp(sub, "add") != 0) {
+		cli_err(level ? "--max-level" : newfile ? "--new-passphrase-file" : "--new-key-file",
 			"only keyslot add takes it");
 		return EXIT_USAGE;
 	}
 	if (strcmp(sub, "list") == 0) {
-		if (so.passphrase_file || so.extpass || so.recovery_key_file) {
+		if (so.passphrase_file || so.extpass || so.recovery_key_file || so.key_file) {
 			cli_err("keyslot list",
 				"needs no secret (keyslot test says which slot one opens)");
 			return EXIT_USAGE;
@@ -298,7 +327,7 @@ int cmd_keyslot(int argc, char **argv)
 		return keyslot_list(pos[1]);
 	}
 	if (strcmp(sub, "add") == 0)
-		return keyslot_add(pos[1], &so, level, newfile);
+		return keyslot_add(pos[1], &so, level, newfile, newkey);
 	if (strcmp(sub, "remove") == 0)
 		return keyslot_remove(pos[1], &so, pos[2]);
 	if (strcmp(sub, "test") == 0)

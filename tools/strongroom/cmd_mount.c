@@ -44,6 +44,7 @@
 #include "strongroom/frontend.h"
 #include "strongroom/keyring.h"
 #include "strongroom/vault.h"
+#include "strongroom/watch.h"
 
 #define MNT_LOCK_NAME	      "lock"
 #define MNT_READERS_NAME      "readers"
@@ -64,7 +65,7 @@ static void mnt_usage(void)
 {
 	cli_err("mount",
 		"usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
-		"--recovery-key-file F] [--foreground] [--allow-other] [--read-only] "
+		"--recovery-key-file F] [--key-file F] [--foreground] [--allow-other] [--read-only] "
 		"[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
 }
 
@@ -448,6 +449,27 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	rc = mnt_audit_start(a, v, log_fd);
 	if (rc != EXIT_OK)
 		goto out;
+	/* Freezes and level locks of earlier mounts hold again (watch.h). */
+	err = vault_watch_state_load(v, kr, a->store);
+	if (err == 1) {
+		fprintf(stderr,
+			"strongroom: %s/%s: warning: missing; freezes and level locks of earlier "
+			"mounts, if any, are lifted (recorded in the audit trail)\n",
+			a->store, KR_WATCH_NAME);
+	} else if (err == -EUCLEAN || err == -EOPNOTSUPP) {
+		cli_err(a->store_arg,
+			"%s/%s failed authentication (edited, damaged or from another vault): "
+			"freezes and level locks cannot be known; an admin resets it with "
+			"strongroom unlock STORE --reset",
+			a->store, KR_WATCH_NAME);
+		rc = EXIT_STORE;
+		goto out;
+	} else if (err < 0) {
+		cli_err(a->store_arg, "cannot restore freezes and level locks: %s",
+			strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
 	mnt_lock_write_pid(a->store, lock_fd, !a->read_only);
 
 	rt = calloc(1, sizeof(*rt));

@@ -10,6 +10,13 @@
  * argv) and hands it to the driver, which unlocks the store with it and
  * takes back every locked level that secret's keyslot holds.
  *
+ * Freezes and locks are saved in STORE/watch.state and hold again at the
+ * next mount. `unlock STORE` (a store, not a mount point) clears the saved
+ * locks of the levels the secret's keyslot holds while no writer is
+ * mounted; `unlock STORE --reset` with an admin secret writes a new state
+ * with no freezes and no locks, the way back from a state file that failed
+ * authentication.
+ *
  * Exit codes (cli.h): 0 done; 2 usage; 3 the secret opens no keyslot;
  * 5 not a mounted vault, or its driver does not answer; 1 refused or failed
  * (the driver's reason is printed).
@@ -17,6 +24,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +33,8 @@
 
 #include "cli.h"
 #include "control.h"
+#include "strongroom/admin.h"
+#include "strongroom/audit.h"
 #include "strongroom/frontend.h"
 
 /* unlock runs Argon2id in the driver: time enough for a slow machine. */
@@ -155,12 +165,181 @@ int cmd_lock(int argc, char **argv)
 	return wt_send(arg, mp, req, NULL, 0, false);
 }
 
+/* A passphrase with a key file goes to the driver as one payload, the
+ * passphrase first ("unlock passphrase+keyfile:N", N its length), both in
+ * sodium_malloc'd memory and wiped after sending. */
+static int wt_unlock_keyfile(const char *arg, const char *mp, const struct cli_secret_opts *so)
+{
+	struct cli_keyfile kf = {0};
+	struct cli_secret s = {0};
+	unsigned char *payload = NULL;
+	size_t n = 0;
+	char req[64];
+	int rc;
+
+	rc = cli_keyfile_read(so->key_file, &kf);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cli_secret_read(arg, so, false, &s);
+	if (rc != EXIT_OK)
+		goto out;
+	n = s.len + kf.len;
+	if (n + sizeof req >= CTL_REQUEST_MAX) {
+		cli_err(so->key_file,
+			"key file too large to send to a running driver (strongroom unlock "
+			"takes key files up to %zu bytes)",
+			(size_t)CTL_REQUEST_MAX - sizeof req - s.len - 1);
+		rc = EXIT_SECRETSRC;
+		goto out;
+	}
+	payload = sodium_malloc(n);
+	if (!payload) {
+		cli_err(arg, "out of memory");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	memcpy(payload, s.bytes, s.len);
+	memcpy(payload + s.len, kf.bytes, kf.len);
+	snprintf(req, sizeof(req), "unlock passphrase+keyfile:%zu", s.len);
+	rc = wt_send(arg, mp, req, (const char *)payload, n, false);
+out:
+	if (payload) {
+		sodium_memzero(payload, n);
+		sodium_free(payload);
+	}
+	cli_secret_free(&s);
+	cli_keyfile_free(&kf);
+	return rc;
+}
+
+/* True if path is a store (holds a vault config), not a mount point. */
+static bool wt_is_store(const char *path)
+{
+	char conf[PATH_MAX];
+	struct stat st;
+
+	if (snprintf(conf, sizeof(conf), "%s/%s", path, KR_CONFIG_NAME) >= (int)sizeof(conf))
+		return false;
+	return lstat(conf, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* unlock STORE [--reset]: the saved state, with no writer mounted. */
+static int wt_unlock_store(const char *store, const struct cli_secret_opts *so, bool reset)
+{
+	struct kr_keyring *kr = NULL;
+	struct vault_admin_log *alog = NULL;
+	struct kr_watch_state st;
+	const struct kr_config *cfg;
+	char detail[256];
+	size_t used;
+	int fds[2] = {-1, -1};
+	uint32_t held = 0, freed;
+	int rc, err;
+
+	rc = cli_store_lock(store, false, fds);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cli_unlock(store, so, &kr);
+	if (rc != EXIT_OK)
+		goto out;
+	/* Fail closed: no offline unlock without its record in the trail. */
+	err = vault_admin_log_open(store, kr, &alog);
+	if (err < 0) {
+		cli_err(store, "cannot open the audit trail %s/audit: %s", store,
+			err == -EBUSY ? "in use by another writer" : strerror(-err));
+		rc = cli_exit_for(err) == EXIT_OK ? EXIT_FAIL : cli_exit_for(err);
+		goto out;
+	}
+	cfg = kr_keyring_config(kr);
+	err = kr_watch_load(store, kr, &st);
+	if (reset) {
+		if (!kr_keyring_is_admin(kr)) {
+			cli_err(store, "unlock --reset needs an admin secret (a keyslot opening "
+				       "every level)");
+			rc = EXIT_FAIL;
+			goto out;
+		}
+		memset(&st, 0, sizeof(st));
+		err = vault_admin_log_write(alog, AUDIT_EV_KEY_USE, "/", NULL, NULL, 0, 0,
+					    KR_WATCH_NAME " reset offline: no user frozen, no "
+							  "level locked");
+		if (err == 0)
+			err = kr_watch_save(store, kr, &st);
+		if (err) {
+			cli_err(store, "cannot write %s: %s", KR_WATCH_NAME, strerror(-err));
+			rc = cli_exit_for(err);
+			goto out;
+		}
+		printf("%s/%s reset: no user is frozen and no level is locked.\n", store,
+		       KR_WATCH_NAME);
+		rc = EXIT_OK;
+		goto out;
+	}
+	if (err == -EUCLEAN || err == -EOPNOTSUPP) {
+		cli_err(store,
+			"%s failed authentication (edited, damaged or from another vault); "
+			"strongroom unlock STORE --reset with an admin secret writes a new one",
+			KR_WATCH_NAME);
+		rc = EXIT_STORE;
+		goto out;
+	}
+	if (err && err != -ENOENT) {
+		cli_err(store, "cannot read %s: %s", KR_WATCH_NAME, strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
+	if (err == -ENOENT || st.locked == 0) {
+		cli_err(store, "no level is locked");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	for (unsigned l = 0; l < cfg->nlevels; l++)
+		if (kr_level_held(kr, l))
+			held |= 1u << l;
+	freed = st.locked & held;
+	if (!freed) {
+		cli_err(store, "this secret's keyslot holds none of the locked levels");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	st.locked &= ~freed;
+	used = (size_t)snprintf(detail, sizeof(detail), "offline unlock by keyslot %d:",
+				kr_keyring_slot(kr));
+	for (unsigned l = 0; l < cfg->nlevels && used < sizeof(detail); l++)
+		if (freed & (1u << l))
+			used += (size_t)snprintf(detail + used, sizeof(detail) - used, " %s",
+						 cfg->levels[l].name);
+	err = vault_admin_log_write(alog, AUDIT_EV_KEY_USE, "/", NULL, NULL, 0, 0, detail);
+	if (err == 0)
+		err = kr_watch_save(store, kr, &st);
+	if (err) {
+		cli_err(store, "cannot write %s: %s", KR_WATCH_NAME, strerror(-err));
+		rc = cli_exit_for(err);
+		goto out;
+	}
+	printf("ok");
+	for (unsigned l = 0; l < cfg->nlevels; l++)
+		if (freed & (1u << l))
+			printf(" %s", cfg->levels[l].name);
+	printf(" unlocked (opens at the next mount)\n");
+	rc = EXIT_OK;
+out:
+	if (vault_admin_log_close(alog) < 0 && rc == EXIT_OK) {
+		cli_err(store, "closing the audit trail failed");
+		rc = EXIT_IO;
+	}
+	kr_keyring_free(kr);
+	cli_store_unlock(fds, false);
+	return rc;
+}
+
 int cmd_unlock(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
 	struct cli_secret s = {0};
 	const char *arg = NULL;
 	char mp[PATH_MAX];
+	bool reset = false;
 	int rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -171,10 +350,15 @@ int cmd_unlock(int argc, char **argv)
 		if (r > 0)
 			continue;
 		if (strcmp(argv[i], "--help") == 0) {
-			printf("Usage: strongroom unlock MOUNTPOINT [--passphrase-file F | "
+			printf("Usage: strongroom unlock MOUNTPOINT|STORE [--passphrase-file F | "
 			       "--extpass CMD "
-			       "| --recovery-key-file F]\n");
+			       "| --recovery-key-file F] [--key-file F]\n"
+			       "       strongroom unlock STORE --reset [secret options]\n");
 			return EXIT_OK;
+		}
+		if (strcmp(argv[i], "--reset") == 0) {
+			reset = true;
+			continue;
 		}
 		if (argv[i][0] != '-' && !arg) {
 			arg = argv[i];
@@ -187,9 +371,17 @@ int cmd_unlock(int argc, char **argv)
 		cli_err("unlock", "usage: strongroom unlock MOUNTPOINT [secret options]");
 		return EXIT_USAGE;
 	}
+	if (wt_is_store(arg))
+		return wt_unlock_store(arg, &so, reset);
+	if (reset) {
+		cli_err("--reset", "goes with a store, not a mount point (unmount first)");
+		return EXIT_USAGE;
+	}
 	rc = wt_mountpoint(arg, mp);
 	if (rc != EXIT_OK)
 		return rc;
+	if (so.key_file && !so.recovery_key_file)
+		return wt_unlock_keyfile(arg, mp, &so);
 	rc = cli_secret_read(arg, &so, false, &s);
 	if (rc != EXIT_OK)
 		return rc;

@@ -139,7 +139,7 @@ static void ctl_unlock(struct ctl_server *s, int fd, const struct vault_caller *
 		       char *secret, size_t len)
 {
 	struct kr_keyring *from = NULL;
-	struct kr_secret ks;
+	struct kr_secret ks = {0};
 	struct vault_watch_status st;
 	char msg[256];
 	int r;
@@ -151,7 +151,20 @@ static void ctl_unlock(struct ctl_server *s, int fd, const struct vault_caller *
 	}
 	if (strcmp(kind, "passphrase") == 0)
 		ks.kind = KR_SECRET_PASSPHRASE;
-	else if (strcmp(kind, "recovery") == 0)
+	else if (strncmp(kind, "passphrase+keyfile:", 19) == 0) {
+		/* The first N bytes are the passphrase, the rest the key file. */
+		char *end;
+		unsigned long n = strtoul(kind + 19, &end, 10);
+		if (*end || n == 0 || n >= len) {
+			sodium_memzero(secret, len);
+			ctl_reply_err(fd, -EINVAL, "malformed key file request");
+			return;
+		}
+		ks.kind = KR_SECRET_PASSPHRASE;
+		ks.keyfile = (const unsigned char *)secret + n;
+		ks.keyfile_len = len - n;
+		len = n;
+	} else if (strcmp(kind, "recovery") == 0)
 		ks.kind = KR_SECRET_RECOVERY;
 	else {
 		ctl_reply_err(fd, -EINVAL, "unknown kind of secret");
@@ -160,7 +173,7 @@ static void ctl_unlock(struct ctl_server *s, int fd, const struct vault_caller *
 	ks.bytes = secret;
 	ks.len = len;
 	r = kr_vault_unlock(s->store, &ks, &from);
-	sodium_memzero(secret, len);
+	sodium_memzero(secret, len + ks.keyfile_len);
 	if (r == -EKEYREJECTED) {
 		ctl_reply_err(fd, r, "no keyslot accepts this secret");
 		return;

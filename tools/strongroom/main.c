@@ -82,6 +82,7 @@ static void usage(FILE *f)
 	      "  Commands that unlock a vault take --passphrase-file F (its first line),\n"
 	      "  --extpass CMD (the first line CMD prints) or --recovery-key-file F; with\n"
 	      "  none of them they ask on the terminal without echo. Never on the command line.\n"
+	      "  A passphrase may come with --key-file F, for a keyslot that needs both.\n"
 	      "\n",
 	      f);
 	cli_print_exit_codes(f);

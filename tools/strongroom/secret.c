@@ -4,11 +4,13 @@
  * A secret comes from exactly one source: --passphrase-file (its first
  * line), --extpass (the first line a shell command prints), a recovery key
  * file (--recovery-key-file), or a no-echo prompt on the controlling
- * terminal. Never from argv.
+ * terminal. Never from argv. A passphrase may come with a key file
+ * (--key-file): its whole bytes, which a keyslot made with it needs too.
  *
  * Invariants:
- *  - secret bytes live only in sodium_malloc'd buffers (cli_secret), and are
- *    wiped before any error message is printed;
+ *  - secret bytes and key file bytes live only in sodium_malloc'd buffers
+ *    (cli_secret, cli_keyfile), are wiped before any error message is
+ *    printed, and are never printed or logged;
  *  - every failure prints exactly one line, "strongroom: <what>: <why>", and
  *    returns an exit code from cli.h;
  *  - the terminal's echo setting is restored on every path that changed it.
@@ -102,6 +104,7 @@ int cli_secret_opt(struct cli_secret_opts *o, int argc, char **argv, int *i)
 	    {"--passphrase-file", offsetof(struct cli_secret_opts, passphrase_file)},
 	    {"--extpass", offsetof(struct cli_secret_opts, extpass)},
 	    {"--recovery-key-file", offsetof(struct cli_secret_opts, recovery_key_file)},
+	    {"--key-file", offsetof(struct cli_secret_opts, key_file)},
 	};
 	const char *arg = argv[*i];
 
@@ -138,6 +141,78 @@ void cli_secret_free(struct cli_secret *s)
 	}
 	s->bytes = NULL;
 	s->len = 0;
+}
+
+void cli_keyfile_free(struct cli_keyfile *k)
+{
+	if (k->bytes) {
+		sodium_memzero(k->bytes, k->cap);
+		sodium_free(k->bytes);
+	}
+	k->bytes = NULL;
+	k->len = 0;
+	k->cap = 0;
+}
+
+int cli_keyfile_read(const char *file, struct cli_keyfile *out)
+{
+	struct stat st;
+	size_t got = 0;
+	int fd, err = 0;
+
+	memset(out, 0, sizeof *out);
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		cli_err(file, "cannot read key file: %s", strerror(errno));
+		return EXIT_SECRETSRC;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		err = errno;
+		close(fd);
+		cli_err(file, "cannot read key file: %s",
+			err ? strerror(err) : "not a regular file");
+		return EXIT_SECRETSRC;
+	}
+	if (st.st_size > (off_t)KR_KEYFILE_MAX_BYTES) {
+		close(fd);
+		cli_err(file, "key file is larger than %u bytes", KR_KEYFILE_MAX_BYTES);
+		return EXIT_SECRETSRC;
+	}
+	/* One byte more than the limit: a file that grows while read is caught. */
+	out->cap = KR_KEYFILE_MAX_BYTES + 1;
+	out->bytes = sodium_malloc(out->cap);
+	if (!out->bytes) {
+		close(fd);
+		out->cap = 0;
+		cli_err(file, "out of memory");
+		return EXIT_FAIL;
+	}
+	while (got < out->cap) {
+		ssize_t n = read(fd, out->bytes + got, out->cap - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	out->len = got;
+	if (err || got < KR_KEYFILE_MIN_BYTES || got > KR_KEYFILE_MAX_BYTES) {
+		cli_keyfile_free(out);
+		if (err)
+			cli_err(file, "cannot read key file: %s", strerror(err));
+		else if (got > KR_KEYFILE_MAX_BYTES)
+			cli_err(file, "key file is larger than %u bytes", KR_KEYFILE_MAX_BYTES);
+		else
+			cli_err(file, "key file is too short (%zu bytes; at least %d)", got,
+				KR_KEYFILE_MIN_BYTES);
+		return EXIT_SECRETSRC;
+	}
+	return EXIT_OK;
 }
 
 static int secret_alloc(struct cli_secret *s, enum kr_secret_kind kind)
@@ -419,6 +494,10 @@ int cli_secret_read(const char *what, const struct cli_secret_opts *o, bool conf
 		cli_err(what, "give only one of --passphrase-file, --extpass, --recovery-key-file");
 		return EXIT_USAGE;
 	}
+	if (o->key_file && o->recovery_key_file) {
+		cli_err("--key-file", "goes with a passphrase, not with --recovery-key-file");
+		return EXIT_USAGE;
+	}
 	if (o->passphrase_file)
 		return secret_from_file(o->passphrase_file, KR_SECRET_PASSPHRASE, out);
 	if (o->extpass)
@@ -446,7 +525,15 @@ static int unlock_report(const char *store, const struct cli_secret_opts *o, int
 	snprintf(conf, sizeof conf, "%s/%s", store, KR_CONFIG_NAME);
 	switch (err) {
 	case -EKEYREJECTED:
-		cli_err(store, o->recovery_key_file ? "wrong recovery key" : "wrong passphrase");
+		if (o->recovery_key_file)
+			cli_err(store, "wrong recovery key");
+		else if (o->key_file && kr_vault_needs_keyfile(store))
+			cli_err(store, "wrong passphrase or key file");
+		else if (!o->key_file && kr_vault_needs_keyfile(store))
+			cli_err(store, "wrong passphrase, or a key file is needed "
+				       "(a keyslot of this vault needs --key-file)");
+		else
+			cli_err(store, "wrong passphrase");
 		return EXIT_BADSECRET;
 	case -ENOENT:
 		if (stat(store, &st) != 0)
@@ -484,7 +571,8 @@ static int unlock_report(const char *store, const struct cli_secret_opts *o, int
 int cli_unlock(const char *store, const struct cli_secret_opts *o, struct kr_keyring **out)
 {
 	struct cli_secret s = {0};
-	struct kr_secret ks;
+	struct cli_keyfile kf = {0};
+	struct kr_secret ks = {0};
 	struct kr_config cfg;
 	unsigned char *raw = NULL;
 	int rc, err;
@@ -495,9 +583,19 @@ int cli_unlock(const char *store, const struct cli_secret_opts *o, struct kr_key
 	err = kr_config_load(store, &cfg);
 	if (err != 0 && err != -EUCLEAN)
 		return unlock_report(store, o, err);
+	if (o->key_file && !o->recovery_key_file) {
+		/* A missing key file is reported before anyone types a passphrase. */
+		rc = cli_keyfile_read(o->key_file, &kf);
+		if (rc != EXIT_OK)
+			return rc;
+		ks.keyfile = kf.bytes;
+		ks.keyfile_len = kf.len;
+	}
 	rc = cli_secret_read(store, o, false, &s);
-	if (rc != EXIT_OK)
+	if (rc != EXIT_OK) {
+		cli_keyfile_free(&kf);
 		return rc;
+	}
 	if (s.kind == KR_SECRET_RECOVERY) {
 		/* Tell a typo from a wrong key before deriving anything. */
 		raw = sodium_malloc(20);
@@ -521,6 +619,7 @@ int cli_unlock(const char *store, const struct cli_secret_opts *o, struct kr_key
 	ks.len = s.len;
 	err = kr_vault_unlock(store, &ks, out);
 	cli_secret_free(&s);
+	cli_keyfile_free(&kf);
 	if (err)
 		return unlock_report(store, o, err);
 	return EXIT_OK;
