@@ -189,3 +189,28 @@ def test_follow_streams_the_reads_of_a_read_only_mount_started_after_it(fresh_va
         p.terminate()
         p.wait(timeout=30)
     assert p.returncode == 0
+
+
+def test_a_read_only_host_needs_only_the_audit_directory_writable(fresh_vault, tmp_path):
+    v = fresh_vault
+    v.mount()
+    (v.mnt / "doc.txt").write_text("read on a branch office host")
+    v.unmount()
+    ro = tmp_path / "ro-store"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", str(v.store), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "--bind", str(v.store / "audit"), str(ro / "audit")],
+                       check=True)
+        try:
+            sr("mount", ro, v.mnt, "--read-only", "--passphrase-file", v.passfile,
+               "--log-file", v.log)
+            assert (v.mnt / "doc.txt").read_text() == "read on a branch office host"
+            v.unmount()
+        finally:
+            subprocess.run(["umount", str(ro / "audit")], capture_output=True)
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
+    assert len(reader_chains(v)) == 1
+    assert only(audit(v), event="open", path="/doc.txt")[-1]["chain"] == reader_chains(v)[0].name
+    assert "read-only chain ro-" in verify(v).stdout
