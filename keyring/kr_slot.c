@@ -388,7 +388,7 @@ int kr_keyslot_add(const char *store, const struct kr_keyring *kr, const struct 
 
 int kr_keyslot_remove(const char *store, const struct kr_keyring *kr, int index)
 {
-	struct kr_slot_info list[KR_MAX_SLOTS];
+	struct kr_slot_info list[KR_MAX_SLOTS] = {0};
 	const struct kr_slot_info *target = NULL;
 	char path[4096], dir[4096];
 	int n, full_left = 0, rc;

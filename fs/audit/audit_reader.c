@@ -18,6 +18,7 @@
  *  4. With AUDIT_READ_FOLLOW, an unsealed newest segment is never judged:
  *     the reader re-reads it and the directory on the next call.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -181,7 +182,7 @@ static int reader_check_link(struct audit_reader *r, const struct audit_seg_head
 		    r, -EBADMSG, &r->prev, r->prev_count + 1,
 		    "records %llu to %llu are missing: the segment was cut after "
 		    "record %llu (%s links to record %llu)",
-		    (unsigned long long)(r->prev_count + 1), (unsigned long long)h->prev_count,
+		    (unsigned long long)r->prev_count + 1, (unsigned long long)h->prev_count,
 		    (unsigned long long)r->prev_count, s->name, (unsigned long long)h->prev_count);
 	if (h->prev_count < r->prev_count)
 		return reader_break(r, -EBADMSG, &r->prev, h->prev_count + 1,
@@ -456,6 +457,7 @@ int audit_reader_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_
 	*out = r;
 	return 0;
 fail:
+	assert(rc < 0); /* -errno: the caller gets no reader */
 	audit_reader_close(r);
 	return rc;
 }

@@ -37,6 +37,7 @@
  */
 #define FUSE_USE_VERSION 314
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -244,6 +245,7 @@ static void fe_node_maybe_free(struct fe *fe, struct fe_node *n)
 	while (n->names) {
 		struct fe_dentry *d = n->names;
 
+		n->names = d->alias_next; /* taken off n here, then dropped */
 		n->nchild++; /* keep n alive while its names go */
 		fe_dentry_drop(fe, d);
 		n->nchild--;
@@ -669,6 +671,7 @@ static void fe_readlink(fuse_req_t req, fuse_ino_t ino)
 
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, fe_node_of(fe, ino), NULL, &err);
+	assert(path || err); /* fe_path sets err when it fails */
 	if (path) {
 		buf = malloc(PATH_MAX + 1);
 		n = buf ? vault_readlink(fe->v, fe_caller_get(req, &fc), path, buf, PATH_MAX)
@@ -939,6 +942,7 @@ static void fe_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, pn, name, &err);
+	assert(path || err); /* fe_path sets err when it fails */
 	if (path) {
 		err = -vault_create(fe->v, fe_caller_open(req, &fc, fi->flags), path, mode,
 				    fe_open_flags(fe, fi->flags), &h);

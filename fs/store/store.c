@@ -27,8 +27,8 @@
 #define STORE_OP_ANY 4 /* rule kind matching every call */
 
 struct store_fault_rule {
-	int kind;	 /* enum store_op or STORE_OP_ANY */
 	unsigned long n; /* fire on the nth matching call */
+	int kind;	 /* enum store_op or STORE_OP_ANY */
 	int err;	 /* -errno, or 0 = SIGKILL */
 };
 

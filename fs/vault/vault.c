@@ -18,6 +18,7 @@
  *  - A directory whose level is not held, or whose .sr-dir fails
  *    authentication, is never cached: every lookup through it fails again.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -264,8 +265,10 @@ static struct vault_dir *dcache_insert(struct vault *v, struct vault_dir *d)
 	v->buckets[dcache_hash(d->path, len)] = d;
 	lru_push(v, d);
 	v->dcache_n++;
-	while (v->dcache_n > VAULT_DCACHE_MAX && v->lru_tail && v->lru_tail != d)
+	while (v->dcache_n > VAULT_DCACHE_MAX && v->lru_tail && v->lru_tail != d) {
+		assert(!v->lru_tail->lru_next); /* the tail is the last entry */
 		dcache_remove(v, v->lru_tail);
+	}
 	pthread_mutex_unlock(&v->dcache_lock);
 	return d;
 }

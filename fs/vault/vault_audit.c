@@ -43,6 +43,7 @@
  *     that, and before its unmount record, so a chain removed after a
  *     writer saw it is detected by verify.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -251,6 +252,7 @@ static bool audit_is_integrity(int r)
 static int audit_emit_caller(struct vault *v, const struct vault_caller *c, struct audit_event *ev)
 {
 	char user[AUDIT_NAME_MAX + 1], proc[AUDIT_NAME_MAX + 1];
+	int r;
 
 	ev->uid = c ? (uint32_t)c->uid : 0;
 	ev->gid = c ? (uint32_t)c->gid : 0;
@@ -259,7 +261,9 @@ static int audit_emit_caller(struct vault *v, const struct vault_caller *c, stru
 	audit_process_name(ev->pid, proc);
 	ev->user = user;
 	ev->process = proc;
-	return audit_emit(v, ev);
+	r = audit_emit(v, ev);
+	ev->user = ev->process = NULL; /* they point into this frame */
+	return r;
 }
 
 int vault_audit_emit(struct vault *v, const struct vault_caller *c, struct audit_event *ev)
@@ -347,6 +351,7 @@ static int audit_path_event(struct vault *v, const struct vault_caller *c, struc
 		return r;
 	ev->level = level;
 	e = audit_emit_caller(v, c, ev);
+	ev->level = NULL; /* it points into this frame */
 	return e < 0 ? e : r;
 }
 
@@ -522,6 +527,7 @@ int vault_audit_opened(struct vault *v, const struct vault_caller *c, const char
 	char level[VAULT_AUDIT_LEVEL_BYTES];
 	int e;
 
+	assert(r <= 0); /* open returns 0 or -errno */
 	if (!v->audit)
 		return r;
 	if (c && c->open_flags)

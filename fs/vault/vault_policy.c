@@ -433,9 +433,10 @@ static int entry_level(struct vault *v, struct vault_dir *d, const char *sname, 
 		return r;
 	if (!S_ISDIR(st.st_mode)) {
 		r = vf_stat_at(v->kr, d->fd, sname, &a);
-		if (r == 0)
-			*level = a.level;
-		return r;
+		if (r < 0)
+			return r;
+		*level = a.level;
+		return 0;
 	}
 	fd = store_openat(d->fd, sname, O_RDONLY | O_DIRECTORY, 0);
 	if (fd < 0)
@@ -444,9 +445,10 @@ static int entry_level(struct vault *v, struct vault_dir *d, const char *sname, 
 	r = vault_dirmeta_load(v, fd, &sub);
 	store_close(fd);
 	free(sub.xattrs);
-	if (r == 0)
-		*level = sub.level;
-	return r;
+	if (r < 0)
+		return r;
+	*level = sub.level;
+	return 0;
 }
 
 struct name_list {

@@ -14,6 +14,7 @@
  *  - user.strongroom.level is virtual: read from the authenticated level,
  *    never stored, never listed.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,14 +111,19 @@ static int node_get(struct vault *v, struct vault_loc *loc, struct vault_dir **d
 
 	*d = NULL;
 	*of = NULL;
-	if (!loc->dir)
-		return vault_dir_get(v, "/", d);
-	r = store_fstatat(loc->dir->fd, loc->sn.name, st);
-	if (r < 0)
-		return r;
-	if (S_ISDIR(st->st_mode))
-		return vault_dir_get(v, loc->path, d);
-	return vault_ofile_get(v, loc->dir->fd, loc->sn.name, true, st, of);
+	if (!loc->dir) {
+		r = vault_dir_get(v, "/", d);
+	} else {
+		r = store_fstatat(loc->dir->fd, loc->sn.name, st);
+		if (r < 0)
+			return r;
+		if (S_ISDIR(st->st_mode))
+			r = vault_dir_get(v, loc->path, d);
+		else
+			r = vault_ofile_get(v, loc->dir->fd, loc->sn.name, true, st, of);
+	}
+	assert(r < 0 || *d || *of); /* on success one of the two is set */
+	return r;
 }
 
 static int node_put(struct vault *v, struct vault_loc *loc, struct vault_dir *d,

@@ -1224,6 +1224,7 @@ int vf_truncate(struct vf_file *f, uint64_t size)
 			if (f->dirty[i].index > cut || (f->dirty[i].index == cut && !keep)) {
 				vf_chunk_buf_put(f, f->dirty[i].data);
 				f->dirty[i] = f->dirty[--f->ndirty];
+				f->dirty[f->ndirty].data = NULL; /* the vacated slot */
 			} else {
 				i++;
 			}

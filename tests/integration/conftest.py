@@ -10,7 +10,11 @@ wrote anything to its log (its stderr after daemonizing) that the test did
 not declare with `vault.expect_log(regex)`.
 
 Environment: SR_BIN (default <repo>/build/tools/strongroom), SR_KDF=test
-(set here if unset) so unlocking is fast.
+(set here if unset) so unlocking is fast. SR_VALGRIND_LOGS (set by
+tools/check --valgrind, whose SR_BIN runs strongroom under valgrind memcheck
+with one log per process in that directory): each test waits for the
+processes it started to exit and fails if memcheck counted an error in any of
+their logs; tests marked `no_valgrind` are skipped with their reason.
 """
 
 import json
@@ -30,11 +34,49 @@ PASSPHRASE = "integration test passphrase"
 
 os.environ.setdefault("SR_KDF", "test")
 
+VALGRIND_LOGS = os.environ.get("SR_VALGRIND_LOGS")
+# Under memcheck the driver runs many times slower and its leak check at exit
+# takes seconds: waits for a process to end are stretched by this factor.
+SLOW = 6 if VALGRIND_LOGS else 1
 
-def sr(*args, check=True, timeout=120, **kw):
+
+def no_valgrind(reason):
+    """Mark a test that cannot run with the driver under valgrind."""
+    return pytest.mark.skipif(bool(VALGRIND_LOGS), reason=f"not under valgrind: {reason}")
+
+
+def _valgrind_errors(logdir, seen):
+    """Memcheck's reports in the logs written since `seen` (names), once
+    their processes have exited: a list of (log name, report)."""
+    new = sorted(set(os.listdir(logdir)) - seen)
+    bad = []
+    for name in new:
+        pid = int(name.rsplit(".", 1)[1])
+        wait_until(lambda: not pid_running(pid), timeout=120)
+        text = (Path(logdir) / name).read_text(errors="replace")
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+        if m and int(m.group(1)):
+            bad.append((name, text))
+    return bad
+
+
+@pytest.fixture(autouse=True)
+def valgrind_clean():
+    """Under tools/check --valgrind: fail the test if memcheck reported an
+    error (or a definite or indirect leak) in a process it started."""
+    if not VALGRIND_LOGS:
+        yield
+        return
+    seen = set(os.listdir(VALGRIND_LOGS))
+    yield
+    bad = _valgrind_errors(VALGRIND_LOGS, seen)
+    assert not bad, "memcheck errors:\n" + "\n".join(f"== {n}\n{t[-6000:]}" for n, t in bad)
+
+
+def sr(*args, check=True, timeout=None, **kw):
     """Run the strongroom CLI; return the CompletedProcess (text mode)."""
     p = subprocess.run([SR_BIN, *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, **kw)
+                       timeout=timeout or 120 * SLOW, **kw)
     if check and p.returncode != 0:
         raise AssertionError(f"strongroom {' '.join(map(str, args))} exited {p.returncode}:\n"
                              f"{p.stdout}{p.stderr}")
@@ -138,12 +180,12 @@ class Vault:
         for mnt in mnts:
             if not mounted(mnt):
                 continue
-            p = sr("unmount", mnt, check=False, timeout=90)
+            p = sr("unmount", mnt, check=False, timeout=90 * SLOW)
             if p.returncode != 0 and mounted(mnt):
                 problems.append(f"unmount {mnt}: {p.stderr.strip()}")
                 subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         for pid in self.pids:
-            if not wait_until(lambda: not pid_running(pid), timeout=10):
+            if not wait_until(lambda: not pid_running(pid), timeout=10 * SLOW):
                 problems.append(f"driver {pid} still running after unmount; killed")
                 try:
                     os.kill(pid, signal.SIGKILL)

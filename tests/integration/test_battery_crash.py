@@ -25,7 +25,10 @@ import subprocess
 
 import pytest
 
-from conftest import pid_running, sr, wait_until
+from conftest import no_valgrind, pid_running, sr, wait_until
+
+pytestmark = no_valgrind("kills the driver at many store calls; a killed process leaves no "
+                         "memcheck report and each point takes minutes under valgrind")
 
 LONG = os.environ.get("SR_BATTERY_LONG") == "1"
 QUICK = os.environ.get("SR_BATTERY_QUICK") == "1"  # the sanitizer pass: fewer points

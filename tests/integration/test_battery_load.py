@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, pid_running, sr, wait_until
+from conftest import REPO, no_valgrind, pid_running, sr, wait_until
 
 LONG = os.environ.get("SR_BATTERY_LONG") == "1"
 LOAD_SECS = float(os.environ.get("SR_BATTERY_LOAD_SECS", "20"))
@@ -179,6 +179,7 @@ def sanitized(pid):
         return "libasan" in f.read()
 
 
+@no_valgrind("memcheck's own shadow memory is what the resident size would measure")
 def test_the_driver_memory_stays_flat_over_many_opens_and_much_data(vault):
     pid = vault.driver_pid()
     if sanitized(pid):

@@ -9,11 +9,12 @@ import csv
 import subprocess
 import sys
 
-from conftest import REPO, SR_BIN, sr
+from conftest import REPO, SR_BIN, no_valgrind, sr
 
 BENCH = str(REPO / "tools" / "bench")
 
 
+@no_valgrind("a throughput benchmark: it measures valgrind, not the engine")
 def test_engine_bench_reports_every_workload_and_the_store_size_against_zstd(tmp_path):
     p = sr("bench", "--csv", "--size", "2", "--runs", "1", "--chunk-size", "16k,64k",
            "--dir", tmp_path, timeout=300)

@@ -26,6 +26,7 @@
  * vault's keyring is created with the cheapest Argon2id parameters, which
  * only affects unlocking, never a measured path.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -95,7 +96,7 @@ static const char *const bench_status[] = {"active", "active", "active", "dorman
 static const char *const bench_domain[] = {"example.com", "mail.example.org",
 					   "kunde.example.net", "firma.example.de"};
 
-#define BENCH_PICK(s, a) (a[bench_rand(s) % (sizeof(a) / sizeof(a[0]))])
+#define BENCH_PICK(s, a) ((a)[bench_rand(s) % (sizeof(a) / sizeof((a)[0]))])
 
 /* One record line into out (cap >= 256). @return its length. */
 static size_t bench_csv_record(uint64_t *s, uint64_t id, char *out, size_t cap)
@@ -613,6 +614,7 @@ int cmd_bench(int argc, char **argv)
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		char *end;
 
+		assert(a); /* argv[i] is a string for every i < argc */
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			bench_usage(stdout);
 			return EXIT_OK;

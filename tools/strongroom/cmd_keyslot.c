@@ -5,6 +5,7 @@
  * first. Invariants: a refused request writes nothing; every failure is
  * one line and a cli.h exit code.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +75,7 @@ static void levels_range(const struct kr_config *cfg, unsigned ceiling, char *ou
 
 static int keyslot_list(const char *store)
 {
-	struct kr_slot_info slots[KR_MAX_SLOTS];
+	struct kr_slot_info slots[KR_MAX_SLOTS] = {0};
 	struct kr_config cfg;
 	char range[80];
 	int n, rc;
@@ -253,11 +254,14 @@ int cmd_keyslot(int argc, char **argv)
 	struct cli_secret_opts so = {0};
 	const char *pos[3] = {NULL, NULL, NULL};
 	const char *level = NULL, *newfile = NULL, *newkey = NULL, *sub;
+	bool is_remove;
 	int npos = 0;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int r;
+
+		assert(a); /* argv[i] is a string for every i < argc */
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			keyslot_help();
 			return EXIT_OK;
@@ -304,7 +308,8 @@ int cmd_keyslot(int argc, char **argv)
 				   "(see strongroom keyslot --help)");
 		return EXIT_USAGE;
 	}
-	if (strcmp(sub, "remove") == 0) {
+	is_remove = strcmp(sub, "remove") == 0; /* the one taking a third argument */
+	if (is_remove) {
 		if (npos != 3) {
 			cli_err("keyslot", "usage: strongroom keyslot remove STORE N");
 			return EXIT_USAGE;
@@ -328,7 +333,7 @@ int cmd_keyslot(int argc, char **argv)
 	}
 	if (strcmp(sub, "add") == 0)
 		return keyslot_add(pos[1], &so, level, newfile, newkey);
-	if (strcmp(sub, "remove") == 0)
+	if (is_remove)
 		return keyslot_remove(pos[1], &so, pos[2]);
 	if (strcmp(sub, "test") == 0)
 		return keyslot_test(pos[1], &so);

@@ -185,7 +185,7 @@ static void xfer_progress_draw(struct xfer *x, int final)
 		return;
 	x->last_draw = now;
 	fprintf(stderr, "\r%s: %llu/%llu files, %.1f/%.1f MiB", x->verb,
-		(unsigned long long)(x->files + x->hardlinks),
+		(unsigned long long)x->files + x->hardlinks,
 		(unsigned long long)x->total_files, x->bytes / 1048576.0,
 		x->total_bytes / 1048576.0);
 	if (x->total_bytes)

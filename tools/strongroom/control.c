@@ -17,7 +17,10 @@
  *     before any error reply is written.
  *  3. The socket is named after the mount point (a hash of it), so client
  *     and driver agree without a lookup; a stale socket of a killed driver
- *     refuses connections and the next driver replaces it.
+ *     refuses connections and the next driver replaces it. A driver removes
+ *     the socket file at exit only while it is still its own (same inode): a
+ *     driver still shutting down after its unmount must not remove the
+ *     socket of the next driver already mounted at the same point.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +59,7 @@ struct ctl_server {
 	int fd;
 	int wake[2];
 	pthread_t thread;
+	struct stat sock_st; /* the socket file this driver bound */
 };
 
 /* dir/ctl-<16 hex digits of BLAKE2b(mountpoint)>.sock */
@@ -365,7 +369,7 @@ int ctl_server_start(struct vault *v, struct kr_keyring *kr, const char *store,
 	}
 	(void)unlink(s->path); /* invariant 3: a killed driver's */
 	if (bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || chmod(s->path, 0666) != 0 ||
-	    listen(s->fd, 8) != 0) {
+	    listen(s->fd, 8) != 0 || stat(s->path, &s->sock_st) != 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -389,6 +393,7 @@ fail:
 
 void ctl_server_stop(struct ctl_server *s)
 {
+	struct stat st;
 	char b = 0;
 
 	if (!s)
@@ -396,7 +401,9 @@ void ctl_server_stop(struct ctl_server *s)
 	if (write(s->wake[1], &b, 1) == 1)
 		pthread_join(s->thread, NULL);
 	close(s->fd);
-	(void)unlink(s->path);
+	if (stat(s->path, &st) == 0 && st.st_ino == s->sock_st.st_ino &&
+	    st.st_dev == s->sock_st.st_dev)
+		(void)unlink(s->path); /* invariant 3: only our own */
 	close(s->wake[0]);
 	close(s->wake[1]);
 	free(s);
