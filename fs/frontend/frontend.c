@@ -34,6 +34,13 @@
  *    (the driver is the only writer, so nothing else can change them).
  * 6. Integrity failures (-EBADMSG, -EUCLEAN) leave as EIO and locked levels (-ENOKEY)
  *    as EACCES (fe_errno); the vault has recorded the cause before that.
+ * 7. A file that loses its last name (unlink, rename over it) while the
+ *    kernel holds a lookup on its node stays openable, as on a local
+ *    filesystem: just before the vault call that removes the name, the node
+ *    takes a hold (vault_file_hold) on the file, which keeps its store inode;
+ *    opens, getattr and setattr of the nameless node go through the hold. The
+ *    hold goes when the node does (forget and last release); it is released
+ *    outside tbl (fe_holds_reap), as every vault call is.
  */
 #define FUSE_USE_VERSION 314
 
@@ -76,6 +83,12 @@ struct fe_dentry {
 
 struct fe_file;
 
+/* Invariant 7: a file kept for a node with no name. */
+struct fe_hold {
+	struct vault_handle *h;
+	struct fe_hold *next; /* on fe->holds_dead */
+};
+
 struct fe_node {
 	uint64_t ino; /* the vault's st_ino */
 	uint64_t nlookup;
@@ -83,6 +96,7 @@ struct fe_node {
 	bool is_root;
 	struct fe_dentry *names; /* first one is used for paths */
 	struct fe_file *files;	 /* open handles */
+	struct fe_hold *hold;	 /* invariant 7; NULL while it has a name */
 	struct fe_node *hnext;	 /* hash chain by ino */
 	/* Invariant 5: attributes when the last handle closed. */
 	bool cache_valid;
@@ -115,6 +129,7 @@ struct fe {
 	struct fe_node root;
 	struct fe_node *by_ino[FE_HASH_BUCKETS];
 	struct fe_dentry *by_name[FE_HASH_BUCKETS];
+	struct fe_hold *holds_dead; /* of freed nodes, to release (invariant 7) */
 };
 
 struct fe_caller {
@@ -256,7 +271,29 @@ static void fe_node_maybe_free(struct fe *fe, struct fe_node *n)
 			break;
 		}
 	}
+	if (n->hold) {
+		n->hold->next = fe->holds_dead;
+		fe->holds_dead = n->hold;
+	}
 	free(n);
+}
+
+/* Release the holds of freed nodes (invariant 7). Not under tbl. */
+static void fe_holds_reap(struct fe *fe)
+{
+	struct fe_hold *hd;
+
+	pthread_mutex_lock(&fe->tbl);
+	hd = fe->holds_dead;
+	fe->holds_dead = NULL;
+	pthread_mutex_unlock(&fe->tbl);
+	while (hd) {
+		struct fe_hold *next = hd->next;
+
+		(void)vault_release(fe->v, hd->h);
+		free(hd);
+		hd = next;
+	}
 }
 
 /* Record that parent/name is the file with attributes st, and take one
@@ -447,6 +484,7 @@ static void fe_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	pthread_mutex_lock(&fe->tbl);
 	fe_forget_one(fe, ino, nlookup);
 	pthread_mutex_unlock(&fe->tbl);
+	fe_holds_reap(fe);
 	fuse_reply_none(req);
 }
 
@@ -458,13 +496,73 @@ static void fe_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 	for (size_t i = 0; i < count; i++)
 		fe_forget_one(fe, forgets[i].ino, forgets[i].nlookup);
 	pthread_mutex_unlock(&fe->tbl);
+	fe_holds_reap(fe);
 	fuse_reply_none(req);
 }
 
-/* Any open handle of n, for calls on an unlinked node. Under tbl. */
+/* A handle on n's file for calls on a node with no name: its hold
+ * (invariant 7), else any open handle. Under tbl; the kernel sends no
+ * request for a node after forgetting it, so the hold outlives the call. */
 static struct vault_handle *fe_node_any_handle(struct fe_node *n)
 {
+	if (n->hold)
+		return n->hold->h;
 	return n->files ? n->files->h : NULL;
+}
+
+/* Invariant 7, before the vault call that removes parent/name (under ns
+ * exclusive): if it is the last name of a node the kernel holds, hold the
+ * file and pin the node. @return the node (pinned, fe_hold_after) or NULL. */
+static struct fe_node *fe_hold_before(struct fe *fe, struct fe_node *parent, const char *name,
+				      const char *path, struct fe_hold **hold)
+{
+	struct fe_dentry *d;
+	struct fe_node *n = NULL;
+	struct fe_hold *hd;
+	struct stat st;
+
+	*hold = NULL;
+	pthread_mutex_lock(&fe->tbl);
+	d = fe_dentry_find(fe, parent, name);
+	if (d && d->node->nlookup > 0 && !d->node->hold && d->node->names == d && !d->alias_next) {
+		n = d->node;
+		n->nchild++; /* a pin: a forget meanwhile does not free it */
+	}
+	pthread_mutex_unlock(&fe->tbl);
+	if (!n)
+		return NULL;
+	hd = calloc(1, sizeof(*hd));
+	if (hd && vault_file_hold(fe->v, path, &hd->h) == 0) {
+		/* The file the node stands for, not another one. */
+		if (vault_fgetattr(fe->v, hd->h, &st) == 0 && (uint64_t)st.st_ino == n->ino) {
+			*hold = hd;
+			return n;
+		}
+		(void)vault_release(fe->v, hd->h);
+	}
+	free(hd); /* a directory, or no memory: the node just has no name */
+	return n;
+}
+
+/* After the vault call: a node left with no name keeps the hold; unpin it.
+ * Then release what is no longer needed (not under tbl). */
+static void fe_hold_after(struct fe *fe, struct fe_node *n, struct fe_hold *hold)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&fe->tbl);
+	if (!n->names && !n->hold) {
+		n->hold = hold;
+		hold = NULL;
+	}
+	n->nchild--;
+	fe_node_maybe_free(fe, n);
+	pthread_mutex_unlock(&fe->tbl);
+	if (hold) {
+		(void)vault_release(fe->v, hold->h);
+		free(hold);
+	}
+	fe_holds_reap(fe);
 }
 
 /* Attributes of n: through fi or an open handle if there is one (cheap,
@@ -509,9 +607,9 @@ static void fe_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 }
 
 /* setattr: one vault call per attribute asked for, in the order chmod(2),
- * chown(2), truncate(2), utimensat(2) callers expect. An unlinked file's
- * size still changes through a handle; its times are dropped (nothing can
- * look it up again); its mode and owner cannot change (ENOENT). */
+ * chown(2), truncate(2), utimensat(2) callers expect. A file with no name
+ * left changes through fi's handle or the node's (invariant 7), as fchmod(2)
+ * on an unlinked file of a local filesystem does. */
 static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
@@ -527,29 +625,37 @@ static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	c = fe_caller_get(req, &fc);
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, n, NULL, &perr);
-	if (to_set & FUSE_SET_ATTR_MODE)
-		err = path ? vault_chmod(fe->v, c, path, attr->st_mode & 07777) : -perr;
+	if (!path && !h) {
+		/* With the writeback cache the kernel writes an inode's times
+		 * back when its last name goes: that must succeed too, or the
+		 * kernel marks the inode's pages failed and a later open of
+		 * the held inode gets EIO. */
+		pthread_mutex_lock(&fe->tbl);
+		h = fe_node_any_handle(n);
+		pthread_mutex_unlock(&fe->tbl);
+	}
+	if (!path && !h)
+		err = -perr;
+	if (!err && (to_set & FUSE_SET_ATTR_MODE))
+		err = path ? vault_chmod(fe->v, c, path, attr->st_mode & 07777)
+			   : vault_fchmod(fe->v, c, h, attr->st_mode & 07777);
 	if (!err && (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))) {
 		uid_t uid = (to_set & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
 		gid_t gid = (to_set & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
 
-		err = path ? vault_chown(fe->v, c, path, uid, gid) : -perr;
+		err = path ? vault_chown(fe->v, c, path, uid, gid) : vault_fchown(fe->v, c, h, uid, gid);
 	}
 	if (!err && (to_set & FUSE_SET_ATTR_SIZE)) {
-		if (attr->st_size < 0) {
+		if (attr->st_size < 0)
 			err = -EINVAL;
-		} else if (h || !path) {
-			if (!h) {
-				pthread_mutex_lock(&fe->tbl);
-				h = fe_node_any_handle(n);
-				pthread_mutex_unlock(&fe->tbl);
-			}
-			err = h ? vault_ftruncate(h, (uint64_t)attr->st_size) : -perr;
-		} else {
+		else if (fi)
+			err = vault_ftruncate(h, (uint64_t)attr->st_size);
+		else if (path)
 			err = vault_truncate(fe->v, c, path, (uint64_t)attr->st_size);
-		}
+		else
+			err = vault_file_truncate(fe->v, c, h, (uint64_t)attr->st_size);
 	}
-	if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) && path) {
+	if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME))) {
 		struct timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
 
 		if (to_set & FUSE_SET_ATTR_ATIME)
@@ -558,7 +664,7 @@ static void fe_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		if (to_set & FUSE_SET_ATTR_MTIME)
 			ts[1] = (to_set & FUSE_SET_ATTR_MTIME_NOW) ? (struct timespec){0, UTIME_NOW}
 								   : attr->st_mtim;
-		err = vault_utimens(fe->v, c, path, ts);
+		err = path ? vault_utimens(fe->v, c, path, ts) : vault_futimens(fe->v, c, h, ts);
 	}
 	if (!err)
 		err = fe_node_stat(req, fe, n, fi, &st);
@@ -694,7 +800,8 @@ static void fe_readlink(fuse_req_t req, fuse_ino_t ino)
 static void fe_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool dir)
 {
 	struct fe *fe = fe_of(req);
-	struct fe_node *pn = fe_node_of(fe, parent);
+	struct fe_node *pn = fe_node_of(fe, parent), *kept = NULL;
+	struct fe_hold *hold = NULL;
 	const struct vault_caller *c;
 	struct fe_caller fc;
 	char *path;
@@ -704,6 +811,8 @@ static void fe_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	pthread_rwlock_wrlock(&fe->ns);
 	path = fe_path(fe, pn, name, &err);
 	if (path) {
+		if (!dir)
+			kept = fe_hold_before(fe, pn, name, path, &hold);
 		err = -(dir ? vault_rmdir(fe->v, c, path) : vault_unlink(fe->v, c, path));
 		if (!err) {
 			struct fe_dentry *d;
@@ -714,6 +823,7 @@ static void fe_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 				fe_dentry_drop(fe, d);
 			pthread_mutex_unlock(&fe->tbl);
 		}
+		fe_hold_after(fe, kept, hold);
 	}
 	pthread_rwlock_unlock(&fe->ns);
 	free(path);
@@ -762,11 +872,29 @@ static int fe_dentry_move(struct fe *fe, struct fe_dentry *d, struct fe_node *pa
 	return 0;
 }
 
+/* True if both names are known and name one node (a rename between two
+ * hard links of a file does nothing). */
+static bool fe_same_node(struct fe *fe, struct fe_node *p1, const char *n1, struct fe_node *p2,
+			 const char *n2)
+{
+	struct fe_dentry *a, *b;
+	bool same;
+
+	pthread_mutex_lock(&fe->tbl);
+	a = fe_dentry_find(fe, p1, n1);
+	b = fe_dentry_find(fe, p2, n2);
+	same = a && b && a->node == b->node;
+	pthread_mutex_unlock(&fe->tbl);
+	return same;
+}
+
 static void fe_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 		      const char *newname, unsigned int flags)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_node *pn = fe_node_of(fe, parent), *npn = fe_node_of(fe, newparent);
+	struct fe_node *kept = NULL;
+	struct fe_hold *hold = NULL;
 	const struct vault_caller *c;
 	struct fe_caller fc;
 	char *from, *to = NULL;
@@ -778,6 +906,9 @@ static void fe_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (from)
 		to = fe_path(fe, npn, newname, &err);
 	if (to) {
+		/* A rename over a name may take a file's last name (invariant 7). */
+		if (!(flags & RENAME_EXCHANGE) && !fe_same_node(fe, pn, name, npn, newname))
+			kept = fe_hold_before(fe, npn, newname, to, &hold);
 		err = -vault_rename(fe->v, c, from, to, flags);
 		if (!err) {
 			struct fe_dentry *src, *dst;
@@ -826,6 +957,7 @@ static void fe_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 			}
 			pthread_mutex_unlock(&fe->tbl);
 		}
+		fe_hold_after(fe, kept, hold);
 	}
 	pthread_rwlock_unlock(&fe->ns);
 	free(from);
@@ -881,7 +1013,7 @@ static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fe *fe = fe_of(req);
 	struct fe_node *n = fe_node_of(fe, ino);
-	struct vault_handle *h = NULL;
+	struct vault_handle *h = NULL, *held = NULL;
 	struct fe_caller fc;
 	struct stat st;
 	char *path;
@@ -889,9 +1021,17 @@ static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	pthread_rwlock_rdlock(&fe->ns);
 	path = fe_path(fe, n, NULL, &err);
-	if (path) {
-		err = -vault_open_file(fe->v, fe_caller_open(req, &fc, fi->flags), path,
-				       fe_open_flags(fe, fi->flags), &h);
+	if (!path && err == ENOENT) {
+		/* No name left: open the file the kernel still holds (invariant 7). */
+		pthread_mutex_lock(&fe->tbl);
+		held = fe_node_any_handle(n);
+		pthread_mutex_unlock(&fe->tbl);
+	}
+	if (path || held) {
+		err = held ? -vault_file_reopen(fe->v, fe_caller_open(req, &fc, fi->flags), held,
+						fe_open_flags(fe, fi->flags), &h)
+			   : -vault_open_file(fe->v, fe_caller_open(req, &fc, fi->flags), path,
+					      fe_open_flags(fe, fi->flags), &h);
 		if (!err)
 			err = -vault_fgetattr(fe->v, h, &st);
 		/* The name was ours under ns; a different file means the store
@@ -925,6 +1065,7 @@ static void fe_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&fe->tbl);
 		vault_release(fe->v, ff->h);
 		free(ff);
+		fe_holds_reap(fe);
 	}
 }
 
@@ -1051,6 +1192,7 @@ static void fe_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	n->nopen--;
 	fe_node_maybe_free(fe, n);
 	pthread_mutex_unlock(&fe->tbl);
+	fe_holds_reap(fe);
 	free(ff);
 	fuse_reply_err(req, err ? fe_errno(err) : 0);
 }
@@ -1490,8 +1632,14 @@ static int fe_files_release(struct fe *fe)
 					err = e;
 				free(ff);
 			}
+			if (n->hold) {
+				(void)vault_release(fe->v, n->hold->h);
+				free(n->hold);
+				n->hold = NULL;
+			}
 		}
 	}
+	fe_holds_reap(fe);
 	return err;
 }
 

@@ -521,6 +521,9 @@ int vault_close(struct vault *v)
 	if (v->store_fd >= 0)
 		store_close(v->store_fd);
 	pthread_rwlock_unlock(&v->ns);
+	for (size_t i = 0; i < v->tamper_n; i++)
+		free(v->tamper_seen[i]);
+	free(v->tamper_seen);
 	pthread_rwlock_destroy(&v->ns);
 	pthread_mutex_destroy(&v->dcache_lock);
 	pthread_mutex_destroy(&v->files_lock);

@@ -23,10 +23,21 @@
  *    directory change only when its entries change.
  *  - Listing never fails because of one bad name: a name that does not
  *    decrypt is skipped and counted (v->names_skipped).
+ *  - A skipped name whose object is of a level this mount holds (so its
+ *    name level is held too) can only be a store edit: an entry moved in
+ *    from another folder, a long name whose sidecar is damaged, missing or
+ *    another's, or folder metadata that is not the folder's own. Such a
+ *    listing writes one `integrity` record per folder per mount, naming the
+ *    store entry; if no name of the folder decrypts while such entries
+ *    exist, the metadata is another folder's (swapped or replayed) and the
+ *    listing fails with -EBADMSG rather than show an empty folder. Only the
+ *    first VAULT_FOREIGN_PROBES skipped names are probed, and none once the
+ *    folder has been recorded unless that decides the -EBADMSG.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +355,12 @@ static int dir_scan(int dirfd, int (*fn)(void *ctx, const char *name, unsigned c
 	return r;
 }
 
+/* At most this many skipped names of one listing are probed for their
+ * level: a folder of a mount's ceiling may hold thousands of names above
+ * it, and each probe opens the entry. A store edit hidden behind more names
+ * above the ceiling than this is found by fsck (and by a full mount). */
+#define VAULT_FOREIGN_PROBES 16
+
 struct list_ctx {
 	struct vault *v;
 	struct vault_dir *d;
@@ -351,7 +368,122 @@ struct list_ctx {
 	bool with_attrs;
 	struct vault_dirlist *l;
 	size_t cap;
+	size_t ngood, nskipped; /* names that decrypted; that did not */
+	/* The first skipped store names, probed after the scan for one of a
+	 * held level (list_foreign_find); the first such one. */
+	char probe[VAULT_FOREIGN_PROBES][FMT_NAME_MAX + 1];
+	size_t nprobe;
+	const char *foreign;
 };
+
+/* True if store entry sname of d is of a level this mount holds (then its
+ * name should have decrypted: see the file-top invariants). */
+static bool entry_level_held(struct vault *v, struct vault_dir *d, const char *sname)
+{
+	struct vault_dir cd = { 0 };
+	struct vf_attr a;
+	struct stat st;
+	int fd, r;
+
+	if (store_fstatat(d->fd, sname, &st) < 0)
+		return false; /* gone meanwhile */
+	if (!S_ISDIR(st.st_mode))
+		return vf_stat_at(v->kr, d->fd, sname, &a) != -ENOKEY;
+	fd = store_openat(d->fd, sname, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0)
+		return false;
+	r = vault_dirmeta_load(v, fd, &cd);
+	free(cd.xattrs);
+	store_close(fd);
+	return r != -ENOKEY;
+}
+
+/* The store path (from the store's top) of entry sname of d, for the audit
+ * record; the bare name if the descriptors do not tell. */
+static void entry_store_path(const struct vault *v, const struct vault_dir *d, const char *sname,
+			     char *out, size_t cap)
+{
+	char top[PATH_MAX], dir[PATH_MAX], link[64];
+	ssize_t nt, nd;
+	size_t lt;
+
+	snprintf(out, cap, "%s", sname);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", v->store_fd);
+	nt = readlink(link, top, sizeof(top) - 1);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", d->fd);
+	nd = readlink(link, dir, sizeof(dir) - 1);
+	if (nt <= 0 || nd <= 0)
+		return;
+	top[nt] = '\0';
+	dir[nd] = '\0';
+	lt = (size_t)nt;
+	if (strncmp(dir, top, lt) == 0 && dir[lt] == '/')
+		snprintf(out, cap, "%s/%s", dir + lt + 1, sname);
+}
+
+/* True if path's foreign entries were recorded this mount; with add,
+ * remember it now. */
+static bool list_foreign_seen(struct vault *v, const char *path, bool add)
+{
+	char **seen;
+	bool first = true;
+
+	pthread_mutex_lock(&v->dcache_lock);
+	for (size_t i = 0; i < v->tamper_n && first; i++)
+		first = strcmp(v->tamper_seen[i], path) != 0;
+	if (first && add) {
+		seen = realloc(v->tamper_seen, (v->tamper_n + 1) * sizeof(*seen));
+		if (seen) {
+			v->tamper_seen = seen;
+			seen[v->tamper_n] = strdup(path);
+			if (seen[v->tamper_n])
+				v->tamper_n++;
+		}
+	}
+	pthread_mutex_unlock(&v->dcache_lock);
+	return !first;
+}
+
+/* After the scan: the first probed name of a held level (ctx->foreign), if
+ * it matters: always when no name decrypted (then it decides -EBADMSG),
+ * else only until the folder has been recorded this mount. */
+static void list_foreign_find(struct list_ctx *ctx, const char *path)
+{
+	if (!ctx->nskipped || (ctx->ngood > 0 && list_foreign_seen(ctx->v, path, false)))
+		return;
+	for (size_t i = 0; i < ctx->nprobe && !ctx->foreign; i++)
+		if (entry_level_held(ctx->v, ctx->d, ctx->probe[i]))
+			ctx->foreign = ctx->probe[i];
+}
+
+/* Record the foreign entries of a listing of path: once per folder per
+ * mount (a damaged folder may be listed thousands of times). */
+static void list_foreign_record(struct vault *v, const struct vault_caller *c, struct list_ctx *ctx,
+				const char *path, bool not_own)
+{
+	char detail[FMT_NAME_MAX + PATH_MAX + 256], where[FMT_NAME_MAX + PATH_MAX + 2];
+	struct audit_event ev = { 0 };
+
+	if (list_foreign_seen(v, path, true))
+		return;
+	entry_store_path(v, ctx->d, ctx->foreign, where, sizeof(where));
+	if (not_own)
+		snprintf(detail, sizeof(detail),
+			 "list: folder metadata is not this folder's own (swapped or replayed "
+			 "from another folder): no name of its %zu entries decrypts, first %s",
+			 ctx->nskipped, where);
+	else
+		snprintf(detail, sizeof(detail),
+			 "list: %zu store entries whose names do not decrypt in this folder "
+			 "(moved from another folder, or a damaged, missing or foreign long-name "
+			 "sidecar; names above this mount's levels included), first %s",
+			 ctx->nskipped, where);
+	ev.type = AUDIT_EV_INTEGRITY;
+	ev.path = path;
+	ev.outcome = EIO;
+	ev.detail = detail;
+	(void)vault_audit_emit(v, c, &ev); /* the listing's own result stands */
+}
 
 static int list_one(void *vctx, const char *sname, unsigned char type)
 {
@@ -371,8 +503,12 @@ static int list_one(void *vctx, const char *sname, unsigned char type)
 		if (n == -ENOMEM)
 			return -ENOMEM;
 		__atomic_add_fetch(&ctx->v->names_skipped, 1, __ATOMIC_RELAXED);
+		if (ctx->nprobe < VAULT_FOREIGN_PROBES)
+			snprintf(ctx->probe[ctx->nprobe++], FMT_NAME_MAX + 1, "%s", sname);
+		ctx->nskipped++;
 		return 0;
 	}
+	ctx->ngood++;
 	if (ctx->l->n == ctx->cap) {
 		size_t ncap = ctx->cap ? ctx->cap * 2 : 32;
 		struct vault_dirent *ne = realloc(ctx->l->ents, ncap * sizeof(*ne));
@@ -409,6 +545,7 @@ int vault_readdir(struct vault *v, const struct vault_caller *c, const char *pat
 	struct list_ctx ctx = { 0 };
 	struct vault_dir *d = NULL;
 	char *canon = NULL;
+	bool foreign = false;
 	int r;
 
 	out->ents = NULL;
@@ -428,7 +565,15 @@ int vault_readdir(struct vault *v, const struct vault_caller *c, const char *pat
 	ctx.with_attrs = with_attrs;
 	ctx.l = out;
 	r = dir_scan(d->fd, list_one, &ctx);
+	if (r == 0)
+		list_foreign_find(&ctx, canon);
+	foreign = r == 0 && ctx.foreign;
+	/* Entries none of which decrypts: the metadata is not this folder's. */
+	if (foreign && ctx.ngood == 0)
+		r = -EBADMSG;
 out:
+	if (foreign)
+		list_foreign_record(v, c, &ctx, canon, r < 0);
 	vault_dir_put(v, d);
 	pthread_rwlock_unlock(&v->ns);
 	free(canon);

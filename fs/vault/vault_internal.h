@@ -122,6 +122,10 @@ struct vault {
 	struct vault_ofile *files;
 
 	uint64_t names_skipped; /* undecryptable store names seen (atomic) */
+	/* Folders whose foreign entries were recorded this mount (vault_dir.c);
+	 * under dcache_lock. */
+	char **tamper_seen;
+	size_t tamper_n;
 
 	struct pol_policy *policy; /* compiled policy, NULL if none; under v->ns */
 	struct vault_audit *audit; /* the open trail, NULL when not audited */

@@ -1237,3 +1237,135 @@ int vault_release(struct vault *v, struct vault_handle *h)
 	free(h);
 	return r;
 }
+
+/* ---- files without a name (vault.h: vault_file_hold) ---- */
+
+int vault_file_hold(struct vault *v, const char *path, struct vault_handle **out)
+{
+	struct vault_ofile *of = NULL;
+	struct vault_loc loc;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&v->ns);
+	r = vault_loc_get(v, path, &loc);
+	if (r < 0)
+		goto unlock;
+	if (!loc.dir) {
+		r = -EISDIR;
+		goto out;
+	}
+	r = vault_ofile_get(v, loc.dir->fd, loc.sn.name, true, &st, &of);
+	if (r < 0)
+		goto out;
+	r = handle_new(of, v, loc.path, vault_ro(v) ? O_RDONLY : O_RDWR, out);
+	if (r < 0)
+		(void)vault_ofile_put(v, of, -1, NULL);
+out:
+	vault_loc_put(v, &loc);
+unlock:
+	pthread_rwlock_unlock(&v->ns);
+	return r;
+}
+
+int vault_file_reopen(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		      int flags, struct vault_handle **out)
+{
+	struct vault_ofile *of = h->of;
+	struct vf_attr a;
+	int r;
+
+	*out = NULL;
+	if (vault_ro(v) && (flags_write(flags) || (flags & O_TRUNC)))
+		return -EROFS;
+	r = vault_watch_open_check(v, c); /* a frozen user */
+	if (r < 0)
+		return vault_audit_opened(v, c, h->path, flags, false, r, out);
+	pthread_rwlock_rdlock(&v->ns);
+	/* h's reference keeps of open (never OPENING or CLOSING under it). */
+	pthread_mutex_lock(&v->files_lock);
+	of->refs++;
+	pthread_mutex_unlock(&v->files_lock);
+	r = vault_watch_file_locked(v, of->f) ? -ENOKEY : vf_getattr(of->f, &a);
+	if (r == 0 && S_ISLNK(a.mode))
+		r = -ELOOP;
+	else if (r == 0 && !S_ISREG(a.mode))
+		r = -ENXIO;
+	if (r == 0)
+		r = vault_policy_check(v, c, h->path, a.level);
+	if (r == 0 && (flags & O_TRUNC) && flags_write(flags))
+		r = vf_truncate(of->f, 0);
+	if (r == 0)
+		r = handle_new(of, v, h->path, flags, out);
+	if (r < 0)
+		(void)vault_ofile_put(v, of, -1, NULL);
+	pthread_rwlock_unlock(&v->ns);
+	return vault_audit_opened(v, c, h->path, flags, false, r, out);
+}
+
+static int handle_chmod_chown(struct vault *v, struct vault_handle *h, uint32_t mode, uint32_t uid,
+			      uint32_t gid)
+{
+	int r;
+
+	if (vault_ro(v))
+		return -EROFS;
+	r = vault_watch_enter(h); /* a locked level */
+	if (r < 0)
+		return r;
+	r = file_chmod_chown(h->of->f, mode, uid, gid);
+	vault_watch_leave(h);
+	return r;
+}
+
+int vault_fchmod(struct vault *v, const struct vault_caller *c, struct vault_handle *h, mode_t mode)
+{
+	return vault_audit_chmod(v, c, h->path, mode,
+				 handle_chmod_chown(v, h, mode & 07777, (uint32_t)-1, (uint32_t)-1));
+}
+
+int vault_fchown(struct vault *v, const struct vault_caller *c, struct vault_handle *h, uid_t uid,
+		 gid_t gid)
+{
+	return vault_audit_chown(v, c, h->path, uid, gid,
+				 handle_chmod_chown(v, h, (uint32_t)-1, (uint32_t)uid, (uint32_t)gid));
+}
+
+int vault_file_truncate(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		       uint64_t size)
+{
+	struct vf_attr a;
+	int r;
+
+	if (vault_ro(v))
+		return -EROFS;
+	r = vault_watch_enter(h);
+	if (r == 0) {
+		r = vf_getattr(h->of->f, &a);
+		if (r == 0 && !S_ISREG(a.mode))
+			r = -EINVAL;
+		if (r == 0)
+			r = vf_truncate(h->of->f, size);
+		vault_watch_leave(h);
+	}
+	return vault_audit_truncate(v, c, h->path, size, r);
+}
+
+int vault_futimens(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		   const struct timespec ts[2])
+{
+	int r;
+
+	if (vault_ro(v))
+		return -EROFS;
+	r = vault_watch_enter(h);
+	if (r == 0) {
+		/* As vault_utimens: what is pending is sealed first. */
+		r = vf_seal(h->of->f);
+		if (r == 0)
+			r = store_futimens(vf_fd(h->of->f), ts);
+		vault_watch_leave(h);
+	}
+	return vault_audit_path(v, c, 0, h->path, NULL, "utimens", r); /* see docs/audit.md */
+}

@@ -113,6 +113,34 @@ off_t vault_lseek(struct vault_handle *h, off_t off, int whence);
 /* Close the handle (the last handle of a file seals it, may compact). */
 int vault_release(struct vault *v, struct vault_handle *h);
 
+/* Files that lose their last name. A local filesystem lets whoever still
+ * holds an inode (a path walk under way, an O_PATH descriptor) open it until
+ * the kernel forgets it, after an unlink or a rename over its name; these
+ * calls let a frontend do the same.
+ * vault_file_hold opens the file at path for nobody: no policy decision and
+ * no audit record (it gives no access by itself), only its store inode kept
+ * while the handle lives. Its handle is for the calls below and
+ * vault_fgetattr, never for reads or writes. @return 0 and *out owned (vault_release; the last
+ * one seals and closes the file), -EISDIR for a directory. */
+int vault_file_hold(struct vault *v, const char *path, struct vault_handle **out);
+/* Open the file an existing handle h holds, as c (whether or not it still
+ * has a name): c's freeze and clearance are checked as by vault_open_file
+ * and the open is recorded with the path h was opened at. */
+int vault_file_reopen(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		      int flags, struct vault_handle **out);
+/* chmod, chown, truncate and utimens of the file h holds, as c (for a
+ * file with no name left, as fchmod(2) on a local one); audited with the
+ * path h was opened at. A hold's handle allows all four; a handle from an
+ * open does not check its access mode here (the kernel checked the
+ * caller's permission on the inode). */
+int vault_fchmod(struct vault *v, const struct vault_caller *c, struct vault_handle *h, mode_t mode);
+int vault_fchown(struct vault *v, const struct vault_caller *c, struct vault_handle *h, uid_t uid,
+		 gid_t gid);
+int vault_file_truncate(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		       uint64_t size);
+int vault_futimens(struct vault *v, const struct vault_caller *c, struct vault_handle *h,
+		   const struct timespec ts[2]);
+
 /* Extended attributes (user.*, security.*, trusted.*, and the POSIX ACLs
  * system.posix_acl_access / system.posix_acl_default in the kernel's binary
  * xattr format). user.strongroom.level is virtual: the level name. */

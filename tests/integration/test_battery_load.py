@@ -44,7 +44,7 @@ def test_the_exerciser_finds_every_read_as_the_model_says(vault, mmap):
 
 
 WORKER = textwrap.dedent(r"""
-    import errno, hashlib, json, os, random, sys, time
+    import hashlib, json, os, random, sys, time
     mnt, wid, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     rng = random.Random(wid)
     home = os.path.join(mnt, f"w{wid}")
@@ -115,15 +115,10 @@ WORKER = textwrap.dedent(r"""
                 os.fsync(f.fileno())
             os.rename(tmp, os.path.join(mnt, "shared", "doc.txt"))
         elif op == "docread":
-            # An open racing the rename over may miss the name (see the
-            # xfail test below); what it reads must be one whole version.
-            try:
-                with open(os.path.join(mnt, "shared", "doc.txt"), "rb") as f:
-                    check_doc(f.read())
-            except OSError as e:
-                if e.errno not in (errno.ENOENT, errno.ESTALE):
-                    raise
-                ops["doc_missed"] = ops.get("doc_missed", 0) + 1
+            # An open racing the rename over finds the old or the new
+            # version (never ENOENT), and reads one whole version.
+            with open(os.path.join(mnt, "shared", "doc.txt"), "rb") as f:
+                check_doc(f.read())
             with open(os.path.join(mnt, "shared", "fixed.bin"), "rb") as f:
                 assert hashlib.sha256(f.read()).hexdigest() == sys.argv[4]
         elif op == "mkdir":
@@ -234,8 +229,6 @@ READER = textwrap.dedent(r"""
 """)
 
 
-@pytest.mark.xfail(strict=False, reason="known race: an open between the kernel's lookup and "
-                   "a rename over the name fails with ENOENT (the replaced node has no name)")
 def test_readers_opening_a_document_while_it_is_replaced_never_miss_it(vault):
     """Temp + rename over, as office apps save, with four readers opening
     the name all the time: each open finds the old or the new file whole,
@@ -264,3 +257,84 @@ def test_readers_opening_a_document_while_it_is_replaced_never_miss_it(vault):
     wait_until(lambda: sr("unmount", mnt, check=False).returncode == 0, timeout=30)
     assert i > 10
     assert not failures, failures
+
+
+def _audit(v, *args):
+    p = sr("audit", "show", v.store, "--json", "--passphrase-file", v.passfile, *args)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def test_a_file_the_kernel_holds_opens_after_a_rename_over_its_name(vault):
+    """The race above, made deterministic: an O_PATH descriptor holds the
+    kernel's inode of the old document (as a path walk under way does, with
+    no open sent), the save renames the new version over the name, then the
+    held inode is opened through /proc/self/fd. As on a local filesystem it
+    opens and reads the old version whole; the name reads the new one; the
+    open is audited with the path the file had."""
+    doc = vault.mnt / "report.docx"
+    doc.write_bytes(b"old version " * 7000)
+    fd = os.open(doc, os.O_PATH)
+    try:
+        tmp = vault.mnt / ".~report.tmp"
+        tmp.write_bytes(b"new version " * 5000)
+        os.rename(tmp, doc)
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            assert f.read() == b"old version " * 7000
+        assert os.fstat(fd).st_size == len(b"old version " * 7000)
+        assert doc.read_bytes() == b"new version " * 5000
+    finally:
+        os.close(fd)
+    vault.unmount()
+    opens = [r for r in _audit(vault, "--event", "open", "--path", "/report.docx")
+             if r.get("pid") == os.getpid() and r["access"] == "r"]
+    # The held old file's open, then the new name's: both allowed, both named.
+    assert [r["outcome"] for r in opens] == [0, 0], opens
+
+
+def test_an_unlinked_file_the_kernel_holds_still_opens_and_changes_like_a_local_file(vault):
+    """unlink, then open, chmod, utime and truncate through the held inode
+    (O_PATH + /proc/self/fd, so no handle was open when the name went):
+    each works as on ext4 and the open is recorded with the old path."""
+    f = vault.mnt / "draft.txt"
+    f.write_bytes(b"draft" * 1000)
+    fd = os.open(f, os.O_PATH)
+    try:
+        os.unlink(f)
+        assert not f.exists()
+        proc = f"/proc/self/fd/{fd}"
+        with open(proc, "rb") as h:
+            assert h.read() == b"draft" * 1000
+        os.chmod(proc, 0o600)
+        assert os.stat(proc).st_mode & 0o777 == 0o600
+        os.utime(proc, (1_000_000_000, 1_000_000_000))
+        assert os.stat(proc).st_mtime == 1_000_000_000
+        os.truncate(proc, 10)
+        assert os.stat(proc).st_size == 10
+        with open(proc, "rb") as h:
+            assert h.read() == b"draft" * 2
+    finally:
+        os.close(fd)
+    vault.unmount()
+    recs = [r for r in _audit(vault, "--path", "/draft.txt") if r.get("pid") == os.getpid()]
+    events = [r["event"] for r in recs]
+    after = recs[events.index("unlink") + 1:]
+    assert [(r["event"], r["outcome"], r["access"]) for r in after if r["event"] == "open"] == \
+        [("open", 0, "r"), ("open", 0, "r")], recs
+    assert [r["detail"] for r in after if r["event"] == "setattr"][:1] == ["chmod 0600"], recs
+
+
+def test_fchmod_and_futimes_on_an_open_unlinked_file_succeed(vault):
+    """As on a local filesystem: a handle open on a file whose name is gone
+    still changes its mode and times (office apps fchmod their temp files)."""
+    f = vault.mnt / "scratch.tmp"
+    with open(f, "wb") as h:
+        h.write(b"x" * 100)
+        h.flush()
+        os.unlink(f)
+        os.fchmod(h.fileno(), 0o640)
+        assert os.fstat(h.fileno()).st_mode & 0o777 == 0o640
+        os.utime(h.fileno(), (2_000_000_000, 2_000_000_000))
+        assert os.fstat(h.fileno()).st_mtime == 2_000_000_000
+        h.write(b"y" * 10)
+        h.flush()
+        assert os.fstat(h.fileno()).st_size == 110

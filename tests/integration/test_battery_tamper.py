@@ -3,9 +3,12 @@
 Every edit of a file's bytes gives EIO (or the exact old data, where the
 edit only tore a tail that recovery cuts off) and an `integrity` audit
 event; an edit of the config, a keyslot or the key bag refuses the mount;
-a folder's names that stop decrypting (swapped or replayed folder metadata,
-moved or damaged long-name sidecars) disappear from the listing and are
-reported by `strongroom fsck`. Never wrong data, never a dead driver, never
+a folder's names that stop decrypting (a file moved in from another
+folder, a damaged, missing or foreign long-name sidecar) disappear from
+the listing with one `integrity` event per folder per mount naming the
+store entry, and are reported by `strongroom fsck`; folder metadata that is
+not the folder's own (swapped or replayed) makes the listing fail with EIO
+instead of showing an empty folder. Never wrong data, never a dead driver, never
 a hang: every read runs in a child process with a timeout.
 
 What a store writer can do undetected by design (docs/threat-model.md):
@@ -232,6 +235,18 @@ def listing(v):
     return got[str(v.mnt / "d1")], got[str(v.mnt / "d2")]
 
 
+def foreign_events(v, folder):
+    """The integrity records of folder's listings that name a store entry
+    whose name does not decrypt there (docs/threat-model.md)."""
+    return [r for r in audit_integrity(v)
+            if r["path"] == folder and "do not decrypt" in r.get("detail", "") or
+            r["path"] == folder and "not this folder's own" in r.get("detail", "")]
+
+
+def store_rel(v, path):
+    return os.path.relpath(path, v.store)
+
+
 def test_a_flipped_byte_in_folder_metadata_gives_eio_and_an_integrity_event(fresh_vault):
     v = fresh_vault
     where = build(v)
@@ -247,35 +262,60 @@ def test_a_flipped_byte_in_folder_metadata_gives_eio_and_an_integrity_event(fres
     fsck_damage(v)
 
 
-def test_swapped_folder_metadata_hides_both_folders_entries_and_fsck_reports_them(fresh_vault):
+@pytest.mark.parametrize("edit", ["swap", "replay"])
+def test_folder_metadata_from_another_folder_gives_eio_an_integrity_event_and_fsck_damage(
+        fresh_vault, edit):
     v = fresh_vault
     where = build(v)
     m1 = os.path.join(dir_of(where, "d1/a.bin"), ".sr-dir")
     m2 = os.path.join(dir_of(where, "d2/c.txt"), ".sr-dir")
     a, b = open(m1, "rb").read(), open(m2, "rb").read()
     open(m1, "wb").write(b)
-    open(m2, "wb").write(a)
-    v.mount()
-    d1, d2 = listing(v)
-    # The names are bound to their folder's random id: under the other
-    # folder's metadata none decrypts, so none is shown (never a wrong one).
-    assert d1 == {"list": []} and d2 == {"list": []}
+    if edit == "swap":
+        open(m2, "wb").write(a)
+    v.expect_log(INTEGRITY_LOG)
+    pid = v.mount()
+    for _ in range(3):  # listed again and again: still one record per folder
+        d1, d2 = listing(v)
+        # The names are bound to their folder's random id: under the other
+        # folder's metadata none decrypts. The folder fails, never lists
+        # empty or wrong.
+        assert d1 == {"errno": 5}
+        # A replayed copy gives d1 the same folder id, hence the same inode,
+        # as d2: the kernel may reach d2 through d1's name, which fails too.
+        assert d2 in ([{"errno": 5}] if edit == "swap" else [{"list": ["c.txt"]}, {"errno": 5}])
     got = probe(v.mnt / "d1/a.bin", v.mnt / "d2/c.txt")
-    assert all(r == {"errno": 2} for r in got.values()), got
+    assert got[str(v.mnt / "d1/a.bin")] in ({"errno": 2}, {"errno": 5})
+    assert got[str(v.mnt / "d2/c.txt")] in (
+        [{"sha": sha(CONTENT["d2/c.txt"])}, {"errno": 2}, {"errno": 5}] if edit == "replay"
+        else [{"errno": 2}, {"errno": 5}])
+    assert pid_running(pid)
     v.unmount()
-    assert fsck_damage(v).count("Bad message") >= 4
+    ev = foreign_events(v, "/d1")
+    assert len(ev) == 1, ev
+    assert "not this folder's own" in ev[0]["detail"]
+    assert store_rel(v, os.path.dirname(m1)) in ev[0]["detail"]
+    if edit == "swap":
+        assert len(foreign_events(v, "/d2")) == 1
+    assert fsck_damage(v).count("Bad message") >= (4 if edit == "swap" else 3)
 
 
-def test_a_file_moved_to_another_folder_in_the_store_is_not_shown_there(fresh_vault):
+def test_a_file_moved_to_another_folder_in_the_store_is_not_shown_there_and_is_audited(
+        fresh_vault):
     v = fresh_vault
     where = build(v)
     src = where["d2/c.txt"]
-    shutil.move(src, os.path.join(dir_of(where, "d1/a.bin"), os.path.basename(src)))
+    dst = os.path.join(dir_of(where, "d1/a.bin"), os.path.basename(src))
+    shutil.move(src, dst)
     v.mount()
-    d1, d2 = listing(v)
-    assert d1 == {"list": sorted(["a.bin", "b.txt", LONG_NAME])}
-    assert d2 == {"list": []}
+    for _ in range(3):
+        d1, d2 = listing(v)
+        assert d1 == {"list": sorted(["a.bin", "b.txt", LONG_NAME])}
+        assert d2 == {"list": []}
     v.unmount()
+    ev = foreign_events(v, "/d1")
+    assert len(ev) == 1, ev
+    assert store_rel(v, dst) in ev[0]["detail"] and "1 store entries" in ev[0]["detail"]
     fsck_damage(v)
 
 
@@ -296,16 +336,21 @@ def test_a_damaged_missing_or_foreign_sidecar_hides_the_long_name_from_listings(
         other = [f for f in os.listdir(os.path.dirname(entry))
                  if f.endswith(".name") and f != os.path.basename(side)]
         shutil.copy(os.path.join(os.path.dirname(entry), other[0]), side)
+    v.expect_log(INTEGRITY_LOG)
     v.mount()
-    d1, _ = listing(v)
-    assert LONG_NAME not in d1["list"], "a long name shown from a bad sidecar"
-    assert {"a.bin", "b.txt"} <= set(d1["list"])
+    for _ in range(3):
+        d1, _ = listing(v)
+        assert LONG_NAME not in d1["list"], "a long name shown from a bad sidecar"
+        assert {"a.bin", "b.txt"} <= set(d1["list"])
     # A lookup computes the stored name itself and needs no sidecar: the
     # file still opens by its exact name, with its own authentic bytes.
     got = probe(v.mnt / "d1" / LONG_NAME)
     assert list(got.values())[0] in ({"sha": sha(CONTENT[f"d1/{LONG_NAME}"])}, {"errno": 2},
                                      {"errno": 5})
     v.unmount()
+    ev = foreign_events(v, "/d1")
+    assert len(ev) == 1, ev
+    assert store_rel(v, entry) in ev[0]["detail"]
     fsck_damage(v)
 
 
@@ -322,6 +367,8 @@ def test_a_duplicated_sidecar_under_another_hash_shows_the_name_once(fresh_vault
     got = probe(v.mnt / "d1" / LONG_NAME)
     assert list(got.values()) == [{"sha": sha(CONTENT[f"d1/{LONG_NAME}"])}]
     v.unmount()
+    ev = foreign_events(v, "/d1")
+    assert len(ev) == 1 and store_rel(v, fake) in ev[0]["detail"], ev
     fsck_damage(v)
 
 
