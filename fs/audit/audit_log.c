@@ -693,6 +693,43 @@ fail:
 	return rc;
 }
 
+int audit_log_open_ro(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
+		      const uint8_t audit_pk[AUDIT_PK_BYTES],
+		      const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
+		      const struct audit_opts *o, char name[AUDIT_CHAIN_NAME_BYTES],
+		      struct audit_log **out)
+{
+	uint8_t id[AUDIT_CHAIN_ID_BYTES];
+	unsigned char *key;
+	char dir[4096];
+	int rc;
+
+	*out = NULL;
+	name[0] = '\0';
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	randombytes_buf(id, sizeof id);
+	audit_chain_name(id, name);
+	if (snprintf(dir, sizeof dir, "%s/%s", audit_dir, name) >= (int)sizeof dir)
+		return -ENAMETOOLONG;
+	/* A new directory, never an existing one: no two drivers share a chain. */
+	if (mkdir(dir, 0700) < 0)
+		return -errno;
+	key = sodium_malloc(AUDIT_CHAIN_KEY_BYTES);
+	if (!key) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	audit_chain_key_derive(chain_key, id, key);
+	rc = audit_log_open(dir, vault_id, audit_pk, key, o, out);
+	sodium_memzero(key, AUDIT_CHAIN_KEY_BYTES);
+	sodium_free(key);
+out:
+	if (rc)
+		rmdir(dir); /* fails, harmlessly, if a segment was left in it */
+	return rc;
+}
+
 bool audit_log_recovered(const struct audit_log *l)
 {
 	return l->recovered;

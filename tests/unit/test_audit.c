@@ -954,6 +954,62 @@ TEST(event_names_round_trip)
 	CHECK(strcmp(audit_event_name(AUDIT_EV_READ_SUMMARY), "read-summary") == 0);
 }
 
+/* A read-only mount's chain: its own directory, its own derived chain key. */
+TEST(read_only_chain_verifies_under_its_own_key_and_not_under_the_writers)
+{
+	struct fixture fx;
+	struct audit_log *l = NULL;
+	struct audit_verify_result res;
+	struct audit_chain_ent *ch = NULL;
+	struct audit_event ev = sample(1);
+	char name[AUDIT_CHAIN_NAME_BYTES], dir[160], back[AUDIT_CHAIN_NAME_BYTES];
+	unsigned char key[AUDIT_CHAIN_KEY_BYTES], other[AUDIT_CHAIN_KEY_BYTES];
+	uint8_t id[AUDIT_CHAIN_ID_BYTES];
+
+	fx_init(&fx);
+	CHECK_EQ(audit_log_open_ro(fx.dir, fx.vault_id, fx.pk, fx.chain_key, NULL, name, &l), 0);
+	CHECK_EQ(audit_log_write(l, &ev), 0);
+	CHECK_EQ(audit_log_close(l), 0);
+	CHECK_EQ(audit_chain_name_parse(name, id), 0);
+	audit_chain_name(id, back);
+	CHECK(strcmp(back, name) == 0);
+	CHECK_EQ(audit_chain_list(fx.dir, &ch), 1);
+	CHECK(strcmp(ch[0].name, name) == 0);
+	CHECK_EQ(ch[0].segments, 1);
+	free(ch);
+	snprintf(dir, sizeof dir, "%s/%s", fx.dir, name);
+	audit_chain_key_derive(fx.chain_key, id, key);
+	CHECK_EQ(audit_verify(dir, fx.vault_id, fx.pk, fx.sk, key, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_INTACT);
+	CHECK_EQ(res.records, 2); /* the event and the closing seal */
+	/* The writer's key, or another chain's, does not verify it. */
+	CHECK_EQ(audit_verify(dir, fx.vault_id, fx.pk, fx.sk, fx.chain_key, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_BROKEN);
+	id[0] ^= 1;
+	audit_chain_key_derive(fx.chain_key, id, other);
+	CHECK(memcmp(key, other, sizeof key) != 0);
+	CHECK_EQ(audit_chain_name_parse("ro-0123", id), -EINVAL);
+	CHECK_EQ(audit_chain_name_parse("ro-0123456789ABCDEF0123456789abcdef", id), -EINVAL);
+	/* The writer's trail in the same directory ignores the chain. */
+	CHECK_EQ(fx_verify(&fx, &res), 0);
+	CHECK_EQ(res.segments, 0);
+	{
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		char p[512];
+		while (d && (e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+		if (d)
+			closedir(d);
+		rmdir(dir);
+	}
+	fx_done(&fx);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -986,5 +1042,6 @@ int main(void)
 	RUN(no_two_records_share_a_nonce_within_or_across_segments);
 	RUN(process_name_follows_a_renamed_process_and_is_empty_once_it_is_gone);
 	RUN(event_names_round_trip);
+	RUN(read_only_chain_verifies_under_its_own_key_and_not_under_the_writers);
 	return tap_done();
 }
