@@ -50,6 +50,7 @@ static const char *const audit_event_names[AUDIT_EV__COUNT] = {
     [AUDIT_EV_SEAL] = "seal",
     [AUDIT_EV_ROTATE] = "rotate",
     [AUDIT_EV_REPAIR] = "repair",
+    [AUDIT_EV_CHAINS] = "chains",
 };
 
 const char *audit_event_name(enum audit_event_type t)
@@ -173,8 +174,9 @@ long audit_frame_parse(const uint8_t *buf, size_t len, struct audit_frame *f)
 
 size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_t pt_len,
 			 const uint8_t vault_id[16], uint64_t segment,
-			 const unsigned char seg_key[32], const unsigned char chain_key[32],
-			 const uint8_t prev[32], uint8_t *out, uint8_t chain_out[32])
+			 const unsigned char seg_key[32], const uint8_t nonce[AUDIT_NONCE_BYTES],
+			 const unsigned char chain_key[32], const uint8_t prev[32], uint8_t *out,
+			 uint8_t chain_out[32])
 {
 	size_t flen = AUDIT_FRAME_HEAD_BYTES + pt_len + AUDIT_TAG_BYTES + AUDIT_CHAIN_BYTES;
 	uint8_t ad[AUDIT_AD_BYTES];
@@ -184,7 +186,7 @@ size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_
 	out[4] = kind;
 	out[5] = out[6] = out[7] = 0;
 	audit_put64(out + 8, record);
-	randombytes_buf(out + 16, AUDIT_NONCE_BYTES);
+	memcpy(out + 16, nonce, AUDIT_NONCE_BYTES);
 	audit_frame_ad(vault_id, segment, out, ad);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + AUDIT_FRAME_HEAD_BYTES, &clen, pt, pt_len,
 						   ad, sizeof ad, NULL, out + 16, seg_key);
@@ -542,4 +544,112 @@ size_t audit_event_format(const struct audit_event *ev, char *buf, size_t cap)
 	if (cap)
 		buf[l.len < cap ? l.len : cap - 1] = '\0';
 	return l.len;
+}
+
+/* ---- chains of read-only mounts ------------------------------------------ */
+
+void audit_chain_key_derive(const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
+			    const uint8_t id[AUDIT_CHAIN_ID_BYTES],
+			    unsigned char out[AUDIT_CHAIN_KEY_BYTES])
+{
+	static const char ctx[] = "strongroom audit ro chain";
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, chain_key, AUDIT_CHAIN_KEY_BYTES, AUDIT_CHAIN_KEY_BYTES);
+	crypto_generichash_update(&st, (const unsigned char *)ctx, sizeof ctx - 1);
+	crypto_generichash_update(&st, id, AUDIT_CHAIN_ID_BYTES);
+	crypto_generichash_final(&st, out, AUDIT_CHAIN_KEY_BYTES);
+	sodium_memzero(&st, sizeof st);
+}
+
+void audit_chain_name(const uint8_t id[AUDIT_CHAIN_ID_BYTES], char out[AUDIT_CHAIN_NAME_BYTES])
+{
+	memcpy(out, AUDIT_CHAIN_PREFIX, 3);
+	sodium_bin2hex(out + 3, AUDIT_CHAIN_NAME_BYTES - 3, id, AUDIT_CHAIN_ID_BYTES);
+}
+
+int audit_chain_name_parse(const char *name, uint8_t id[AUDIT_CHAIN_ID_BYTES])
+{
+	size_t n = 0;
+
+	if (strlen(name) != AUDIT_CHAIN_NAME_BYTES - 1 || strncmp(name, AUDIT_CHAIN_PREFIX, 3) != 0)
+		return -EINVAL;
+	for (const char *p = name + 3; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return -EINVAL;
+	if (sodium_hex2bin(id, AUDIT_CHAIN_ID_BYTES, name + 3, AUDIT_CHAIN_NAME_BYTES - 4, NULL, &n,
+			   NULL) != 0 ||
+	    n != AUDIT_CHAIN_ID_BYTES)
+		return -EINVAL;
+	return 0;
+}
+
+static int chain_ent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct audit_chain_ent *)a)->name,
+		      ((const struct audit_chain_ent *)b)->name);
+}
+
+ssize_t audit_chain_list(const char *audit_dir, struct audit_chain_ent **out)
+{
+	struct audit_chain_ent *v = NULL;
+	size_t n = 0, cap = 0;
+	ssize_t rc;
+	int dfd = open(audit_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	DIR *d;
+	struct dirent *de;
+
+	*out = NULL;
+	if (dfd < 0)
+		return -errno;
+	d = fdopendir(dfd);
+	if (!d) {
+		rc = -errno;
+		close(dfd);
+		return rc;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		struct audit_seg_ent *segs = NULL;
+		uint8_t id[AUDIT_CHAIN_ID_BYTES];
+		ssize_t ns;
+		int cfd;
+
+		if (audit_chain_name_parse(de->d_name, id) != 0)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			struct audit_chain_ent *nv = realloc(v, nc * sizeof *v);
+			if (!nv) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = nc;
+		}
+		memcpy(v[n].id, id, sizeof id);
+		memcpy(v[n].name, de->d_name, AUDIT_CHAIN_NAME_BYTES);
+		v[n].segments = 0;
+		cfd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (cfd >= 0) {
+			ns = audit_seg_list(cfd, &segs);
+			if (ns > 0 && segs)
+				v[n].segments = segs[ns - 1].segment;
+			free(segs);
+			close(cfd);
+		}
+		n++;
+	}
+	if (errno) {
+		rc = -errno;
+		goto fail;
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof *v, chain_ent_cmp);
+	*out = v;
+	return (ssize_t)n;
+fail:
+	closedir(d);
+	free(v);
+	return rc;
 }

@@ -88,11 +88,13 @@ void audit_frame_ad(const uint8_t vault_id[16], uint64_t segment, const uint8_t 
 size_t audit_event_encode(const struct audit_event *ev, uint8_t *pt);
 
 /* Build a whole frame in out (capacity AUDIT_FRAME_MAX_BYTES): encrypt pt
- * under seg_key, chain from prev into chain_out. @return the frame length. */
+ * under seg_key with nonce (the caller's: never twice under one seg_key),
+ * chain from prev into chain_out. @return the frame length. */
 size_t audit_frame_build(uint8_t kind, uint64_t record, const uint8_t *pt, size_t pt_len,
 			 const uint8_t vault_id[16], uint64_t segment,
-			 const unsigned char seg_key[32], const unsigned char chain_key[32],
-			 const uint8_t prev[32], uint8_t *out, uint8_t chain_out[32]);
+			 const unsigned char seg_key[32], const uint8_t nonce[AUDIT_NONCE_BYTES],
+			 const unsigned char chain_key[32], const uint8_t prev[32], uint8_t *out,
+			 uint8_t chain_out[32]);
 
 /* Walking a segment's frames after its header, checking numbers and the
  * chain (not the AEAD tags: that needs the segment key). */

@@ -19,6 +19,11 @@
  *     segment is closed; once closed, nothing in this process can read it.
  *  5. After a failed sync the log is failed: every later write returns -EIO
  *     (the kernel may have dropped records already acknowledged).
+ *  6. No nonce is used twice under one segment key: a frame's nonce is the
+ *     segment's random 16-byte prefix and a 64-bit count of frames built
+ *     under that key, counted also for frames whose write failed and was
+ *     cut back (their record number is used again, their nonce is not).
+ *     The prefix and the count are set together with the key in seg_create.
  *
  * States of the current segment:  none --seg_create--> open --seg_close--> none
  *   open: fd >= 0; seg_close writes the closing seal (rotation, close).
@@ -68,7 +73,9 @@ struct audit_log {
 	uint8_t link_chain[AUDIT_CHAIN_BYTES];
 	uint16_t link_flags;
 
-	unsigned char *keys; /* sodium_malloc: segment key, chain key */
+	unsigned char *keys;		  /* sodium_malloc: segment key, chain key */
+	uint8_t nonce[AUDIT_NONCE_BYTES]; /* random prefix, then frames built (invariant 6) */
+	uint64_t nonce_ctr;
 	uint8_t vault_id[AUDIT_VAULT_ID_BYTES];
 	uint8_t pk[AUDIT_PK_BYTES];
 	struct audit_opts o;
@@ -168,6 +175,8 @@ static int seg_create(struct audit_log *l)
 	h.prev_count = l->link_count;
 	memcpy(h.prev_chain, l->link_chain, AUDIT_CHAIN_BYTES);
 	randombytes_buf(SEG_KEY(l), AUDIT_SEGKEY_BYTES);
+	randombytes_buf(l->nonce, AUDIT_NONCE_BYTES - 8);
+	l->nonce_ctr = 0;
 	if (crypto_box_seal(h.sealed_key, SEG_KEY(l), AUDIT_SEGKEY_BYTES, l->pk) != 0) {
 		rc = -EINVAL;
 		goto out;
@@ -230,9 +239,13 @@ static void seg_abandon(struct audit_log *l, uint16_t flags)
 static int frame_append(struct audit_log *l, uint8_t kind, const uint8_t *pt, size_t pt_len)
 {
 	uint8_t next[AUDIT_CHAIN_BYTES];
-	size_t flen = audit_frame_build(kind, l->rec + 1, pt, pt_len, l->vault_id, l->seg_no,
-					SEG_KEY(l), CHAIN_KEY(l), l->chain, l->frame, next);
-	int rc = log_pwrite(l->fd, l->frame, flen, l->off);
+	size_t flen;
+	int rc;
+
+	audit_put64(l->nonce + AUDIT_NONCE_BYTES - 8, ++l->nonce_ctr);
+	flen = audit_frame_build(kind, l->rec + 1, pt, pt_len, l->vault_id, l->seg_no, SEG_KEY(l),
+				 l->nonce, CHAIN_KEY(l), l->chain, l->frame, next);
+	rc = log_pwrite(l->fd, l->frame, flen, l->off);
 	if (rc) {
 		if (ftruncate(l->fd, (off_t)l->off) < 0)
 			seg_abandon(l, AUDIT_HF_RECOVERY);
@@ -301,18 +314,71 @@ static void user_name(uint32_t uid, char *out, size_t cap)
 	snprintf(c_name, sizeof c_name, "%s", out);
 }
 
-static void process_name(uint32_t pid, char *out, size_t cap)
+/* Process names: /proc/PID/comm files are kept open, the newest
+ * AUDIT_PROC_CACHE of them, and read again for every record. A held file
+ * reads the live name (a changed name or an exec shows at once) and fails
+ * with ESRCH once its process is gone, so a pid used again by a new process
+ * is opened afresh: the name is never another process's. One pread instead
+ * of an open, a read and a close per record. */
+#define AUDIT_PROC_CACHE 32
+
+static pthread_mutex_t proc_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	uint32_t pid;
+	int fd; /* valid when used */
+	bool used;
+} proc_cache[AUDIT_PROC_CACHE];
+static unsigned proc_next;
+
+static ssize_t proc_comm_pread(int fd, char *out, size_t cap)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, out, cap - 1, 0);
+	while (n < 0 && errno == EINTR);
+	return n;
+}
+
+void audit_process_name_get(uint32_t pid, char *out, size_t cap)
 {
 	char p[64];
 	ssize_t n = -1;
+	unsigned i;
 	int fd;
 
+	out[0] = '\0';
+	if (pid == 0 || cap < 2)
+		return;
+	pthread_mutex_lock(&proc_mu);
+	for (i = 0; i < AUDIT_PROC_CACHE; i++) {
+		if (!proc_cache[i].used || proc_cache[i].pid != pid)
+			continue;
+		n = proc_comm_pread(proc_cache[i].fd, out, cap);
+		if (n > 0)
+			goto out;
+		/* That process is gone: drop it, look the pid up again. */
+		close(proc_cache[i].fd);
+		proc_cache[i].used = false;
+		break;
+	}
 	snprintf(p, sizeof p, "/proc/%u/comm", pid);
 	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		n = read(fd, out, cap - 1);
+	if (fd < 0)
+		goto out;
+	n = proc_comm_pread(fd, out, cap);
+	if (n <= 0) {
 		close(fd);
+		goto out;
 	}
+	i = proc_next++ % AUDIT_PROC_CACHE;
+	if (proc_cache[i].used)
+		close(proc_cache[i].fd);
+	proc_cache[i].pid = pid;
+	proc_cache[i].fd = fd;
+	proc_cache[i].used = true;
+out:
+	pthread_mutex_unlock(&proc_mu);
 	if (n <= 0) {
 		out[0] = '\0';
 		return;
@@ -365,7 +431,7 @@ int audit_log_write(struct audit_log *l, const struct audit_event *in)
 			ev.user = user;
 		}
 		if (!ev.process) {
-			process_name(ev.pid, proc, sizeof proc);
+			audit_process_name_get(ev.pid, proc, sizeof proc);
 			ev.process = proc;
 		}
 	}
@@ -624,6 +690,43 @@ fail:
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
+	return rc;
+}
+
+int audit_log_open_ro(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
+		      const uint8_t audit_pk[AUDIT_PK_BYTES],
+		      const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
+		      const struct audit_opts *o, char name[AUDIT_CHAIN_NAME_BYTES],
+		      struct audit_log **out)
+{
+	uint8_t id[AUDIT_CHAIN_ID_BYTES];
+	unsigned char *key;
+	char dir[4096];
+	int rc;
+
+	*out = NULL;
+	name[0] = '\0';
+	if (sodium_init() < 0)
+		return -ENOSYS;
+	randombytes_buf(id, sizeof id);
+	audit_chain_name(id, name);
+	if (snprintf(dir, sizeof dir, "%s/%s", audit_dir, name) >= (int)sizeof dir)
+		return -ENAMETOOLONG;
+	/* A new directory, never an existing one: no two drivers share a chain. */
+	if (mkdir(dir, 0700) < 0)
+		return -errno;
+	key = sodium_malloc(AUDIT_CHAIN_KEY_BYTES);
+	if (!key) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	audit_chain_key_derive(chain_key, id, key);
+	rc = audit_log_open(dir, vault_id, audit_pk, key, o, out);
+	sodium_memzero(key, AUDIT_CHAIN_KEY_BYTES);
+	sodium_free(key);
+out:
+	if (rc)
+		rmdir(dir); /* fails, harmlessly, if a segment was left in it */
 	return rc;
 }
 

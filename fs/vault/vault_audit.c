@@ -31,10 +31,17 @@
  *  6. One writer per trail: the trail's directory is flock()ed exclusively
  *     for as long as it is open, so a second driver (another host, a
  *     stale one) cannot interleave segments with ours; it gets -EBUSY.
+ *     A read-only mount writes its own chain, STORE/audit/ro-<random ID>,
+ *     under a key derived from the chain key and the ID: it never touches
+ *     the writer's files or another reader's, so it takes no lock.
  *  7. What an operation's lower layers noticed (a denial the policy already
  *     recorded, a crashed file the table recovered) is kept in thread-local
  *     notes: one request runs on one thread from the frontend to its reply,
  *     and the operation's own hook consumes the notes before it returns.
+ *  8. The writer lists the read-only chains it finds (a `chains` record)
+ *     after its mount record, with the first record of each hour after
+ *     that, and before its unmount record, so a chain removed after a
+ *     writer saw it is detected by verify.
  */
 #include <assert.h>
 #include <errno.h>
@@ -57,6 +64,7 @@
 #define VAULT_AUDIT_USERS 64
 #define VAULT_AUDIT_USER_TTL_SEC 300
 #define VAULT_AUDIT_DETAIL_BYTES 512
+#define VAULT_AUDIT_CHAINS_EVERY_SEC 3600 /* invariant 8 */
 #define VAULT_AUDIT_LEVEL_BYTES (KR_LEVEL_NAME_MAX + 1)
 /* One more than the record holds: the library merges the tail and flags it. */
 #define VAULT_AUDIT_RANGES (AUDIT_RANGES_MAX + 1)
@@ -70,6 +78,9 @@ struct vault_audit_user {
 
 struct vault_audit {
 	struct audit_log *log;
+	bool reader;	     /* a read-only mount's own chain (invariant 6) */
+	int64_t chains_at; /* atomic: when the writer last listed the chains */
+	char chain[AUDIT_CHAIN_NAME_BYTES]; /* its name, "" for the writer */
 	int lock_fd; /* STORE/audit, flock()ed exclusively: one writer (invariant 6) */
 	bool fail_open;
 	int failing; /* atomic: 1 from a failed write until one succeeds */
@@ -97,7 +108,10 @@ struct vault_audit_handle {
  * operation's own -EACCES is not recorded twice. */
 static __thread bool audit_denial_recorded;
 /* Set by vault_audit_file_opened when the file engine replayed a crashed
- * file; the operation that opened it records the recovery with its path. */
+ * file for a writable open (which seals it: the recovery happens once) or
+ * for a read-only mount's open; the operation that opened it records the
+ * recovery with its path. A stat's replay in memory (vf_stat_at) changes
+ * nothing and is not a recovery. */
 static __thread bool audit_file_recovered;
 
 /* ---- names (invariant 4) ---- */
@@ -130,26 +144,7 @@ static void audit_user_name(struct vault_audit *a, uint32_t uid, char out[AUDIT_
 
 static void audit_process_name(uint32_t pid, char out[AUDIT_NAME_MAX + 1])
 {
-	char p[64];
-	ssize_t n = -1;
-	int fd;
-
-	out[0] = '\0';
-	if (pid == 0)
-		return;
-	snprintf(p, sizeof(p), "/proc/%u/comm", pid);
-	fd = open(p, O_RDONLY | O_CLOEXEC); /* lint: not the store: /proc */
-	if (fd < 0)
-		return;
-	n = read(fd, out, AUDIT_NAME_MAX);
-	close(fd);
-	if (n <= 0) {
-		out[0] = '\0';
-		return;
-	}
-	out[n] = '\0';
-	if (out[n - 1] == '\n')
-		out[n - 1] = '\0';
+	audit_process_name_get(pid, out, AUDIT_NAME_MAX + 1);
 }
 
 static const char *audit_level_name(const struct vault *v, unsigned level)
@@ -184,9 +179,12 @@ static void audit_folder_level(struct vault *v, const char *path, char out[VAULT
 
 /* ---- writing (invariant 1) ---- */
 
+static int audit_emit_chains(struct vault *v);
+
 static int audit_emit(struct vault *v, const struct audit_event *ev)
 {
 	struct vault_audit *a = v->audit;
+	int64_t now = (int64_t)time(NULL), at;
 	int r;
 
 	r = audit_log_write(a->log, ev);
@@ -194,6 +192,13 @@ static int audit_emit(struct vault *v, const struct audit_event *ev)
 		if (__atomic_exchange_n(&a->failing, 0, __ATOMIC_ACQ_REL))
 			fprintf(stderr, "strongroom: %s: audit records are written again\n", a->dir);
 		vault_watch_event(v, ev); /* alert rules (vault_watch.c) */
+		/* Invariant 8: one thread wins the hour's listing. A failed
+		 * listing is retried by the next hour's. */
+		at = __atomic_load_n(&a->chains_at, __ATOMIC_ACQUIRE);
+		if (!a->reader && at && now - at >= VAULT_AUDIT_CHAINS_EVERY_SEC &&
+		    __atomic_compare_exchange_n(&a->chains_at, &at, now, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			(void)audit_emit_chains(v);
 		return 0;
 	}
 	if (!__atomic_exchange_n(&a->failing, 1, __ATOMIC_ACQ_REL))
@@ -294,7 +299,11 @@ static int audit_recovery_take(struct vault *v, const struct vault_caller *c, co
 	ev.type = AUDIT_EV_RECOVERY;
 	ev.path = path;
 	ev.level = level;
-	ev.detail = "the file was not sealed (driver crash): writes after its last seal were replayed";
+	ev.detail = vault_ro(v) ? "the file was not sealed (driver crash): writes after its last "
+				  "seal were replayed for this read-only mount; the store file "
+				  "is left as it is"
+				: "the file was not sealed (driver crash): writes after its last "
+				  "seal were replayed and the file sealed";
 	return audit_emit_caller(v, c, &ev);
 }
 
@@ -723,10 +732,73 @@ static int audit_emit_self(struct vault *v, enum audit_event_type type, const ch
 	return audit_emit_caller(v, &self, &ev);
 }
 
-int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
+/* The read-only chains present now (invariant 8): one `chains` record per
+ * batch that fits a detail, "ro-ID:SEGMENTS ...". */
+static int audit_emit_chains(struct vault *v)
+{
+	struct vault_audit *a = v->audit;
+	struct audit_chain_ent *ch = NULL;
+	struct vault_caller self = { .uid = getuid(), .gid = getgid(), .pid = getpid() };
+	struct audit_event ev = { 0 };
+	char detail[AUDIT_DETAIL_MAX + 1];
+	ssize_t n = audit_chain_list(a->dir, &ch);
+	size_t len = 0, batch = 0;
+	int r = 0;
+
+	if (n < 0)
+		return (int)n;
+	ev.type = AUDIT_EV_CHAINS;
+	ev.path = "/";
+	ev.detail = detail;
+	for (ssize_t i = 0; i <= n && r == 0; i++) {
+		char one[AUDIT_CHAIN_NAME_BYTES + 24];
+		int k = i < n ? snprintf(one, sizeof(one), "%s%s:%llu", batch ? " " : "",
+					 ch[i].name, (unsigned long long)ch[i].segments)
+			      : 0;
+
+		if (batch && (i == n || len + (size_t)k >= sizeof(detail))) {
+			ev.bytes = batch;
+			r = audit_emit_caller(v, &self, &ev);
+			len = batch = 0;
+			if (i < n)
+				k = snprintf(one, sizeof(one), "%s:%llu", ch[i].name,
+					     (unsigned long long)ch[i].segments);
+		}
+		if (i < n) {
+			memcpy(detail + len, one, (size_t)k + 1);
+			len += (size_t)k;
+			batch++;
+		}
+	}
+	free(ch);
+	return r;
+}
+
+/* Where this mount writes: STORE/audit for the writer (flocked, invariant
+ * 6); a new STORE/audit/ro-ID with its own chain key for a read-only mount. */
+static int audit_open_chain(struct vault *v, struct vault_audit *a, const struct audit_opts *ao)
 {
 	const struct kr_config *cfg = kr_keyring_config(v->kr);
 	const unsigned char *chain = kr_vault_subkey(v->kr, KR_VSUB_AUDIT);
+	int r;
+
+	r = store_mkdirat(AT_FDCWD, a->dir, 0700);
+	if (r < 0 && r != -EEXIST)
+		return r;
+	if (!a->reader) {
+		a->lock_fd = store_openat(AT_FDCWD, a->dir, O_RDONLY | O_DIRECTORY, 0);
+		if (a->lock_fd < 0)
+			return a->lock_fd;
+		if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0)
+			return errno == EWOULDBLOCK ? -EBUSY : -errno;
+		return audit_log_open(a->dir, cfg->vault_id, cfg->audit_pk, chain, ao, &a->log);
+	}
+	return audit_log_open_ro(a->dir, cfg->vault_id, cfg->audit_pk, chain, ao, a->chain,
+				 &a->log);
+}
+
+int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
+{
 	struct audit_opts ao = { 0 };
 	struct vault_audit *a;
 	char detail[VAULT_AUDIT_DETAIL_BYTES];
@@ -735,7 +807,7 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 
 	if (!o || !o->store || v->audit)
 		return -EINVAL;
-	if (!chain)
+	if (!kr_vault_subkey(v->kr, KR_VSUB_AUDIT))
 		return -ENOKEY;
 	a = calloc(1, sizeof(*a));
 	if (!a)
@@ -743,39 +815,31 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 	a->lock_fd = -1;
 	pthread_mutex_init(&a->users_lock, NULL);
 	a->fail_open = o->fail_open;
+	a->reader = vault_ro(v);
 	if (snprintf(a->dir, sizeof(a->dir), "%s/audit", o->store) >= (int)sizeof(a->dir)) {
 		r = -ENAMETOOLONG;
 		goto fail;
 	}
-	/* Invariant 6. */
-	r = store_mkdirat(AT_FDCWD, a->dir, 0700);
-	if (r < 0 && r != -EEXIST)
-		goto fail;
-	a->lock_fd = store_openat(AT_FDCWD, a->dir, O_RDONLY | O_DIRECTORY, 0);
-	if (a->lock_fd < 0) {
-		r = a->lock_fd;
-		goto fail;
-	}
-	if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		goto fail;
-	}
 	ao.forward_syslog = o->syslog;
-	r = audit_log_open(a->dir, cfg->vault_id, cfg->audit_pk, chain, &ao, &a->log);
+	r = audit_open_chain(v, a, &ao);
 	if (r < 0)
 		goto fail;
 	v->audit = a;
 	top = audit_level_name(v, kr_keyring_ceiling(v->kr));
-	snprintf(detail, sizeof(detail), "mount%s%s, keyslot %d, levels up to %s, %s, audit %s",
+	snprintf(detail, sizeof(detail), "mount%s%s, keyslot %d, levels up to %s, %s%s%s, audit %s",
 		 o->mountpoint ? " at " : "", o->mountpoint ? o->mountpoint : "",
-		 kr_keyring_slot(v->kr), top, vault_ro(v) ? "read-only" : "read-write",
-		 o->fail_open ? "fail-open" : "fail-closed");
+		 kr_keyring_slot(v->kr), top, a->reader ? "read-only" : "read-write",
+		 a->reader ? ", chain " : "", a->chain, o->fail_open ? "fail-open" : "fail-closed");
 	r = audit_emit_self(v, AUDIT_EV_MOUNT, top, detail);
 	if (r == 0) {
 		snprintf(detail, sizeof(detail), "keyslot %d: level keys up to %s%s",
 			 kr_keyring_slot(v->kr), top,
 			 kr_keyring_is_admin(v->kr) ? ", audit secret key" : "");
 		r = audit_emit_self(v, AUDIT_EV_KEY_USE, top, detail);
+	}
+	if (r == 0 && !a->reader) {
+		r = audit_emit_chains(v);
+		__atomic_store_n(&a->chains_at, (int64_t)time(NULL), __ATOMIC_RELEASE);
 	}
 	if (r < 0) {
 		/* Fail closed: no mount without its record. */
@@ -788,6 +852,8 @@ int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 fail:
 	if (a->lock_fd >= 0)
 		close(a->lock_fd);
+	if (a->log)
+		(void)audit_log_close(a->log);
 	pthread_mutex_destroy(&a->users_lock);
 	free(a);
 	return r;
@@ -800,6 +866,11 @@ int vault_audit_shutdown(struct vault *v, int r)
 
 	if (!a)
 		return r;
+	if (!a->reader) {
+		e = audit_emit_chains(v);
+		if (e < 0 && r == 0)
+			r = e;
+	}
 	e = audit_emit_self(v, AUDIT_EV_UNMOUNT, "", r < 0 ? "unmount after an error" : "unmount");
 	if (e < 0 && r == 0)
 		r = e;
@@ -811,7 +882,8 @@ int vault_audit_shutdown(struct vault *v, int r)
 		if (r == 0)
 			r = e;
 	}
-	close(a->lock_fd);
+	if (a->lock_fd >= 0)
+		close(a->lock_fd);
 	pthread_mutex_destroy(&a->users_lock);
 	free(a);
 	return r;

@@ -380,6 +380,15 @@ static int dir_chmod_chown(struct vault *v, struct vault_dir *d, uint32_t mode, 
 	ssize_t n;
 	int r = 0;
 
+	/* Nothing changes (tar as root chowns every folder it makes to its
+	 * maker): no metadata rewrite, no fsyncs. A chmod to the same mode
+	 * still goes on when an access ACL may need its mask set from it. */
+	if ((uid == (uint32_t)-1 || d->uid == uid) && (gid == (uint32_t)-1 || d->gid == gid) &&
+	    (mode == (uint32_t)-1 ||
+	     ((d->mode & 07777) == (mode & 07777) &&
+	      (!d->xattrs ||
+	       fmt_xattr_get(d->xattrs, d->xattrs_len, VAULT_XATTR_ACL_ACCESS, NULL, 0) < 0))))
+		return 0;
 	if (mode != (uint32_t)-1) {
 		nd.mode = (d->mode & S_IFMT) | (mode & 07777);
 		n = blob_get_alloc(d->xattrs, d->xattrs_len, VAULT_XATTR_ACL_ACCESS, &acl);

@@ -369,6 +369,7 @@ static int file_level_set(struct vault *v, struct vault_loc *loc, const struct s
 	r = vf_open(v->kr, dirfd, loc->sn.name, true, &f);
 	if (r < 0)
 		goto out;
+	vault_audit_file_opened(v, f); /* a crashed file is recovered here */
 	r = vf_getattr(f, &a);
 	if (r < 0)
 		goto out;
@@ -596,6 +597,7 @@ static int file_reencrypt(struct vault *v, int dirfd, const char *sname, const s
 	r = vf_open(v->kr, dirfd, sname, true, &f);
 	if (r < 0)
 		return r;
+	vault_audit_file_opened(v, f); /* a crashed file is recovered here */
 	randombytes_buf(rnd, sizeof(rnd));
 	memcpy(tmp, FMT_TMP_PREFIX, sizeof(FMT_TMP_PREFIX) - 1);
 	sodium_bin2hex(tmp + sizeof(FMT_TMP_PREFIX) - 1, sizeof(tmp) - sizeof(FMT_TMP_PREFIX) + 1, rnd,

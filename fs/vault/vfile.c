@@ -1388,6 +1388,13 @@ int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid)
 	if (!f->writable)
 		return -EBADF;
 	pthread_rwlock_wrlock(&f->lock);
+	if ((mode == (uint32_t)-1 || (f->mode & 07777) == (mode & 07777)) &&
+	    (uid == (uint32_t)-1 || f->uid == uid) && (gid == (uint32_t)-1 || f->gid == gid)) {
+		/* Nothing changes (tar and cp -p set what create already set):
+		 * no seal, so no frame appended and no pending chunk flushed. */
+		rc = 0;
+		goto out;
+	}
 	if (mode != (uint32_t)-1)
 		f->mode = (f->mode & S_IFMT) | (mode & 07777);
 	if (uid != (uint32_t)-1)
@@ -1396,6 +1403,7 @@ int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid)
 		f->gid = gid;
 	f->dirty_meta = true;
 	rc = vf_seal_write(f);
+out:
 	pthread_rwlock_unlock(&f->lock);
 	return rc;
 }

@@ -29,12 +29,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define AUDIT_VAULT_ID_BYTES  16
 #define AUDIT_PK_BYTES	      32
 #define AUDIT_SK_BYTES	      32
 #define AUDIT_CHAIN_KEY_BYTES 32
 #define AUDIT_CHAIN_BYTES     32
+
+/* Chains of read-only mounts (docs/audit.md, "Chains of read-only mounts").
+ * Each read-only mount writes its own trail in STORE/audit/ro-<ID in hex>/,
+ * chained with its own key, so no two drivers ever write the same file and
+ * a segment moved between chains does not verify. */
+#define AUDIT_CHAIN_ID_BYTES   16
+#define AUDIT_CHAIN_PREFIX     "ro-"
+#define AUDIT_CHAIN_NAME_BYTES 36 /* "ro-" + 32 hex digits + NUL */
+
+/* The chain key of the read-only chain id:
+ * BLAKE2b-256(key = chain_key, "strongroom audit ro chain" || id). */
+void audit_chain_key_derive(const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
+			    const uint8_t id[AUDIT_CHAIN_ID_BYTES],
+			    unsigned char out[AUDIT_CHAIN_KEY_BYTES]);
+/* "ro-<hex>" for id; and back. @return 0, or -EINVAL if name is not one. */
+void audit_chain_name(const uint8_t id[AUDIT_CHAIN_ID_BYTES], char out[AUDIT_CHAIN_NAME_BYTES]);
+int audit_chain_name_parse(const char *name, uint8_t id[AUDIT_CHAIN_ID_BYTES]);
 
 /* Field limits. Longer strings are cut and the record is flagged
  * AUDIT_F_TRUNCATED; more ranges are merged (AUDIT_F_RANGES_MERGED). */
@@ -80,6 +98,8 @@ enum audit_event_type {
 	AUDIT_EV_SEAL, /* written by the library; bytes = records before it */
 	AUDIT_EV_ROTATE, /* a level key rotation: start, resume, end, stop */
 	AUDIT_EV_REPAIR, /* fsck --repair: start, one per problem, end */
+	AUDIT_EV_CHAINS, /* the writer lists the read-only mounts' chains it
+			  * found: detail "ro-ID:SEGMENTS ...", bytes = count */
 	AUDIT_EV__COUNT
 };
 
@@ -139,11 +159,28 @@ int audit_log_open(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_
 		   const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES], const struct audit_opts *o,
 		   struct audit_log **out) __attribute__((warn_unused_result));
 
+/* Open a new chain for a read-only mount: a random ID, the directory
+ * audit_dir/ro-<ID> (audit_dir must exist), its chain key derived from
+ * chain_key and the ID (audit_chain_key_derive), then as audit_log_open.
+ * @return 0, *out owned and name filled with "ro-<ID>"; -errno (-EROFS on
+ * a read-only store), and then no directory is left behind. */
+int audit_log_open_ro(const char *audit_dir, const uint8_t vault_id[AUDIT_VAULT_ID_BYTES],
+		      const uint8_t audit_pk[AUDIT_PK_BYTES],
+		      const unsigned char chain_key[AUDIT_CHAIN_KEY_BYTES],
+		      const struct audit_opts *o, char name[AUDIT_CHAIN_NAME_BYTES],
+		      struct audit_log **out) __attribute__((warn_unused_result));
+
 /* Append one record. Returns after write(2) of the whole record.
  * @return 0, or -errno if the record is not in the file (then nothing of it
  * is: a partial write is cut back), or -EIO once a sync has failed. */
 int audit_log_write(struct audit_log *log, const struct audit_event *ev)
     __attribute__((warn_unused_result));
+
+/* The name of process pid ("" if it cannot be read), cut to cap - 1 bytes:
+ * its /proc/PID/comm as it is now. The files of recent pids are kept open
+ * and read again (one pread), so a name is never that of an earlier process
+ * with the same pid. Thread-safe. */
+void audit_process_name_get(uint32_t pid, char *out, size_t cap);
 
 /* Write the closing seal, fdatasync, stop the sync thread, wipe keys, free.
  * Accepts NULL. @return 0 or the first error seen (the log is freed anyway). */
@@ -244,6 +281,16 @@ size_t audit_event_format(const struct audit_event *ev, char *buf, size_t cap);
 /* Event names ("open", "read-summary", ...) and back. */
 const char *audit_event_name(enum audit_event_type t); /* "?" if unknown */
 int audit_event_parse(const char *name);	       /* type or -EINVAL */
+
+struct audit_chain_ent {
+	uint8_t id[AUDIT_CHAIN_ID_BYTES];
+	char name[AUDIT_CHAIN_NAME_BYTES];
+	uint64_t segments; /* highest segment number among its files, 0 if none */
+};
+/* The read-only chains (ro-* directories) in audit_dir, sorted by name.
+ * @return the count and *out owned (free()), or -errno. */
+ssize_t audit_chain_list(const char *audit_dir, struct audit_chain_ent **out)
+    __attribute__((warn_unused_result));
 
 /* Fault injection for tests: the nth call (from 1) of the kind fails with
  * err (-errno). A failing write first writes half its bytes, as a full disk

@@ -61,7 +61,8 @@ int vf_fallocate(struct vf_file *f, int mode, uint64_t off, uint64_t len);
 off_t vf_lseek(struct vf_file *f, off_t off, int whence);
 
 int vf_getattr(struct vf_file *f, struct vf_attr *a);
-/* Change mode (permission bits only), uid, gid; (uint32_t)-1 leaves one. */
+/* Change mode (permission bits only), uid, gid; (uint32_t)-1 leaves one.
+ * A change to the values the file already has writes nothing. */
 int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid);
 /* Device number of a device node (sealed at the next seal or close). */
 int vf_set_rdev(struct vf_file *f, uint32_t rdev);

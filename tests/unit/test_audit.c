@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -881,12 +882,132 @@ TEST(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse)
 	CHECK_EQ(strlen(small), sizeof small - 1);
 }
 
+TEST(no_two_records_share_a_nonce_within_or_across_segments)
+{
+	struct fixture fx;
+	struct audit_opts o = small_segments();
+	char names[64][64];
+	static uint8_t seen[4096][24]; /* a frame nonce: bytes 16..39 */
+	int nseen = 0, nseg, dup = 0;
+	fx_init(&fx);
+	CHECK_EQ(write_n(&fx, &o, 0, 60), 0);
+	nseg = seg_names(&fx, names, 64);
+	CHECK(nseg > 2);
+	for (int i = 0; i < nseg; i++) {
+		struct seg_file s;
+		CHECK_EQ(seg_load(&fx, names[i], &s), 0);
+		for (int k = 0; k < s.nframes && nseen < 4096; k++)
+			memcpy(seen[nseen++], s.buf + s.off[k] + 16, 24);
+		seg_free(&s);
+	}
+	CHECK(nseen > 60); /* the events and every segment's closing seal */
+	for (int i = 0; i < nseen; i++)
+		for (int j = i + 1; j < nseen; j++)
+			dup += memcmp(seen[i], seen[j], 24) == 0;
+	CHECK_EQ(dup, 0);
+	fx_done(&fx);
+}
+
+TEST(process_name_follows_a_renamed_process_and_is_empty_once_it_is_gone)
+{
+	int go[2], ack[2];
+	char name[AUDIT_NAME_MAX + 1], c = 0;
+	pid_t pid;
+	CHECK_EQ(pipe(go), 0);
+	CHECK_EQ(pipe(ack), 0);
+	pid = fork();
+	if (pid == 0) {
+		/* Named "sr-first", then on request "sr-second", then exits. */
+		prctl(PR_SET_NAME, "sr-first");
+		if (write(ack[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		prctl(PR_SET_NAME, "sr-second");
+		if (write(ack[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	CHECK(pid > 0);
+	CHECK_EQ(read(ack[0], &c, 1), 1);
+	audit_process_name_get((uint32_t)pid, name, sizeof name);
+	CHECK(strcmp(name, "sr-first") == 0);
+	CHECK_EQ(write(go[1], &c, 1), 1);
+	CHECK_EQ(read(ack[0], &c, 1), 1);
+	audit_process_name_get((uint32_t)pid, name, sizeof name); /* the kept file */
+	CHECK(strcmp(name, "sr-second") == 0);
+	CHECK_EQ(write(go[1], &c, 1), 1);
+	CHECK_EQ(waitpid(pid, NULL, 0), pid);
+	audit_process_name_get((uint32_t)pid, name, sizeof name);
+	CHECK(strcmp(name, "") == 0);
+	audit_process_name_get((uint32_t)getpid(), name, 4); /* cut to the buffer */
+	CHECK_EQ(strlen(name), 3);
+	close(go[0]);
+	close(go[1]);
+	close(ack[0]);
+	close(ack[1]);
+}
+
 TEST(event_names_round_trip)
 {
 	for (int t = 1; t < AUDIT_EV__COUNT; t++)
 		CHECK_EQ(audit_event_parse(audit_event_name((enum audit_event_type)t)), t);
 	CHECK_EQ(audit_event_parse("nonsense"), -EINVAL);
 	CHECK(strcmp(audit_event_name(AUDIT_EV_READ_SUMMARY), "read-summary") == 0);
+}
+
+/* A read-only mount's chain: its own directory, its own derived chain key. */
+TEST(read_only_chain_verifies_under_its_own_key_and_not_under_the_writers)
+{
+	struct fixture fx;
+	struct audit_log *l = NULL;
+	struct audit_verify_result res;
+	struct audit_chain_ent *ch = NULL;
+	struct audit_event ev = sample(1);
+	char name[AUDIT_CHAIN_NAME_BYTES], dir[160], back[AUDIT_CHAIN_NAME_BYTES];
+	unsigned char key[AUDIT_CHAIN_KEY_BYTES], other[AUDIT_CHAIN_KEY_BYTES];
+	uint8_t id[AUDIT_CHAIN_ID_BYTES];
+
+	fx_init(&fx);
+	CHECK_EQ(audit_log_open_ro(fx.dir, fx.vault_id, fx.pk, fx.chain_key, NULL, name, &l), 0);
+	CHECK_EQ(audit_log_write(l, &ev), 0);
+	CHECK_EQ(audit_log_close(l), 0);
+	CHECK_EQ(audit_chain_name_parse(name, id), 0);
+	audit_chain_name(id, back);
+	CHECK(strcmp(back, name) == 0);
+	CHECK_EQ(audit_chain_list(fx.dir, &ch), 1);
+	CHECK(strcmp(ch[0].name, name) == 0);
+	CHECK_EQ(ch[0].segments, 1);
+	free(ch);
+	snprintf(dir, sizeof dir, "%s/%s", fx.dir, name);
+	audit_chain_key_derive(fx.chain_key, id, key);
+	CHECK_EQ(audit_verify(dir, fx.vault_id, fx.pk, fx.sk, key, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_INTACT);
+	CHECK_EQ(res.records, 2); /* the event and the closing seal */
+	/* The writer's key, or another chain's, does not verify it. */
+	CHECK_EQ(audit_verify(dir, fx.vault_id, fx.pk, fx.sk, fx.chain_key, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_BROKEN);
+	id[0] ^= 1;
+	audit_chain_key_derive(fx.chain_key, id, other);
+	CHECK(memcmp(key, other, sizeof key) != 0);
+	CHECK_EQ(audit_chain_name_parse("ro-0123", id), -EINVAL);
+	CHECK_EQ(audit_chain_name_parse("ro-0123456789ABCDEF0123456789abcdef", id), -EINVAL);
+	/* The writer's trail in the same directory ignores the chain. */
+	CHECK_EQ(fx_verify(&fx, &res), 0);
+	CHECK_EQ(res.segments, 0);
+	{
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		char p[512];
+		while (d && (e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+			unlink(p);
+		}
+		if (d)
+			closedir(d);
+		rmdir(dir);
+	}
+	fx_done(&fx);
 }
 
 int main(void)
@@ -918,6 +1039,9 @@ int main(void)
 	RUN(follow_reader_sees_records_appended_after_it_reached_the_end);
 	RUN(log_opened_after_its_predecessor_was_damaged_restarts_the_chain_with_an_alert);
 	RUN(forwarded_line_quotes_and_escapes_what_a_log_reader_could_misparse);
+	RUN(no_two_records_share_a_nonce_within_or_across_segments);
+	RUN(process_name_follows_a_renamed_process_and_is_empty_once_it_is_gone);
 	RUN(event_names_round_trip);
+	RUN(read_only_chain_verifies_under_its_own_key_and_not_under_the_writers);
 	return tap_done();
 }

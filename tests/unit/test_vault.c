@@ -830,6 +830,34 @@ TEST(chmod_and_chown_change_files_and_directories_and_persist)
 	fx_free(&f);
 }
 
+TEST(chmod_and_chown_of_a_folder_to_what_it_has_rewrite_nothing)
+{
+	struct fx f;
+	struct stat st, meta1, meta2;
+	char p[512];
+
+	CHECK_EQ(fx_new(&f), 0);
+	snprintf(p, sizeof(p), "%s/tree/.sr-dir", f.store);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/", &st), 0);
+	CHECK_EQ(stat(p, &meta1), 0);
+	/* As tar does as root: chown to the owner it has, chmod to its mode.
+	 * .sr-dir is replaced by a new file when written (checked after each
+	 * call: two rewrites could bring back the first inode number). */
+	CHECK_EQ(vault_chown(f.v, &caller, "/", st.st_uid, st.st_gid), 0);
+	CHECK_EQ(stat(p, &meta2), 0);
+	CHECK_EQ(meta2.st_ino, meta1.st_ino);
+	CHECK_EQ(vault_chmod(f.v, &caller, "/", st.st_mode & 07777), 0);
+	CHECK_EQ(stat(p, &meta2), 0);
+	CHECK_EQ(meta2.st_ino, meta1.st_ino);
+	CHECK_EQ(vault_chown(f.v, &caller, "/", (uid_t)-1, 300), 0);
+	CHECK_EQ(stat(p, &meta2), 0);
+	CHECK(meta2.st_ino != meta1.st_ino);
+	CHECK_EQ(fx_reopen(&f, 0), 0);
+	CHECK_EQ(vault_getattr(f.v, &caller, "/", &st), 0);
+	CHECK_EQ(st.st_gid, 300);
+	fx_free(&f);
+}
+
 TEST(mode_comes_from_the_seal_not_the_store_inode)
 {
 	struct fx f;
@@ -1687,6 +1715,7 @@ int main(void)
 	RUN(level_xattr_reads_the_level_name_and_is_not_listed);
 	RUN(empty_directory_can_be_classified_and_new_entries_inherit_its_level);
 	RUN(chmod_and_chown_change_files_and_directories_and_persist);
+	RUN(chmod_and_chown_of_a_folder_to_what_it_has_rewrite_nothing);
 	RUN(mode_comes_from_the_seal_not_the_store_inode);
 	RUN(utimens_sets_times_kept_by_the_store_inode);
 	RUN(utimens_on_an_open_written_file_survives_its_close);

@@ -254,6 +254,33 @@ TEST(opening_and_closing_an_unchanged_file_leaves_its_bytes_alone)
 	free(after);
 }
 
+TEST(chmod_and_chown_to_the_values_a_file_has_write_nothing_and_a_change_still_lasts)
+{
+	struct vf_file *f;
+	struct vf_attr a;
+	size_t l1, l2;
+	CHECK_EQ(vf_create(fx_kr, fx_dir, "same", 1, S_IFREG | 0644, 0, 0, &f), 0);
+	CHECK_EQ(vf_write(f, "tar wrote this", 14, 0), 14);
+	CHECK_EQ(vf_fsync(f, false), 0);
+	unsigned char *before = fx_slurp("same", &l1);
+	CHECK_EQ(vf_chmod_chown(f, (uint32_t)-1, 0, 0), 0); /* as tar: chown, then chmod */
+	CHECK_EQ(vf_chmod_chown(f, 0644, (uint32_t)-1, (uint32_t)-1), 0);
+	unsigned char *after = fx_slurp("same", &l2);
+	CHECK(before && after);
+	CHECK_EQ(l1, l2);
+	CHECK(memcmp(before, after, l1) == 0);
+	free(before);
+	free(after);
+	CHECK_EQ(vf_chmod_chown(f, 0640, (uint32_t)-1, 5), 0);
+	CHECK_EQ(vf_close(f), 0);
+	CHECK_EQ(vf_open(fx_kr, fx_dir, "same", false, &f), 0);
+	CHECK_EQ(vf_getattr(f, &a), 0);
+	CHECK_EQ(a.mode, S_IFREG | 0640);
+	CHECK_EQ(a.uid, 0);
+	CHECK_EQ(a.gid, 5);
+	CHECK_EQ(vf_close(f), 0);
+}
+
 TEST(seal_without_sync_leaves_nothing_for_close_to_write)
 {
 	struct vf_file *f;
@@ -584,6 +611,7 @@ int main(void)
 	RUN(stat_at_reads_header_and_seal_without_decrypting_chunks);
 	RUN(xattrs_mode_and_owner_survive_reopen);
 	RUN(opening_and_closing_an_unchanged_file_leaves_its_bytes_alone);
+	RUN(chmod_and_chown_to_the_values_a_file_has_write_nothing_and_a_change_still_lasts);
 	RUN(seal_without_sync_leaves_nothing_for_close_to_write);
 	RUN(sequential_and_out_of_order_writes_leave_no_dead_frames);
 	RUN(compaction_drops_dead_frames_and_keeps_content_and_identity);

@@ -2,8 +2,10 @@
  *
  * Reads STORE/audit with the admin secret: the audit secret key opens the
  * segment keys, the audit chain key checks every link (docs/audit.md).
- * show prints a table or JSON Lines, verify judges the whole trail, follow
- * streams new records by polling the directory.
+ * The trail is the writer's chain (STORE/audit) and one chain per read-only
+ * mount (STORE/audit/ro-ID, its key derived from the chain key). show
+ * merges every chain by time, verify judges each chain and the writer's
+ * list of them, follow streams new records of every chain by polling.
  *
  * Invariants: nothing here writes to the store; a record is printed only
  * after the reader verified its link, so a broken trail prints the records
@@ -19,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "strongroom/audit.h"
 #include "cli.h"
@@ -46,16 +50,20 @@ static void audit_help(void)
 	      "  --event E[,E...]      open read read-summary create write truncate rename\n"
 	      "                        unlink link mkdir rmdir setattr level acl denial\n"
 	      "                        integrity recovery mount unmount key-use alert seal\n"
-	      "                        (seal records are shown only when asked for)\n"
+	      "                        chains (seal records are shown only when asked for)\n"
 	      "\n"
 	      "DESCRIPTION\n"
-	      "  show    prints the records in chain order: a table, or JSON Lines with\n"
-	      "          --json. Times are ISO-8601 UTC with microseconds.\n"
+	      "  show    prints the records of the writer's trail and of every read-only\n"
+	      "          mount's chain (STORE/audit/ro-ID), merged by time: a table, or\n"
+	      "          JSON Lines with --json (a read-only chain's records carry\n"
+	      "          \"chain\"). Times are ISO-8601 UTC with microseconds.\n"
 	      "  verify  checks every segment header, link, record number, chain value\n"
-	      "          and tag. Intact: exit 0 (an unsealed newest segment means the\n"
-	      "          driver is running or crashed; it is reported, still exit 0).\n"
-	      "          Broken: one line naming the segment file, the record and what\n"
-	      "          is wrong, exit 9.\n"
+	      "          and tag of every chain, one line each, and that every read-only\n"
+	      "          chain the writer's trail listed is still there. Intact: exit 0\n"
+	      "          (an unsealed newest segment means the driver is running or\n"
+	      "          crashed; it is reported, still exit 0). Broken: one line per\n"
+	      "          broken chain naming the file, the record and what is wrong,\n"
+	      "          exit 9.\n"
 	      "  follow  prints records as they are written (polls once a second) until\n"
 	      "          interrupted; starts with new records unless --since is given.\n"
 	      "\n",
@@ -267,7 +275,7 @@ static void json_str(FILE *out, const char *key, const char *s)
 	fputc('"', out);
 }
 
-static void audit_print_json(FILE *out, const struct audit_entry *e)
+static void audit_print_json(FILE *out, const struct audit_entry *e, const char *chain)
 {
 	char when[32];
 	audit_time_format(e->time_us, when);
@@ -303,6 +311,8 @@ static void audit_print_json(FILE *out, const struct audit_entry *e)
 		fputs(",\"truncated\":true", out);
 	if (e->flags & AUDIT_F_RANGES_MERGED)
 		fputs(",\"ranges_merged\":true", out);
+	if (chain[0])
+		json_str(out, "chain", chain);
 	fprintf(out, ",\"segment\":%llu,\"record\":%llu}\n", (unsigned long long)e->segment,
 		(unsigned long long)e->record);
 }
@@ -357,6 +367,91 @@ struct audit_keys {
 	const unsigned char *chain_key;
 };
 
+/* One chain of the trail: the writer's (STORE/audit, name "") or a
+ * read-only mount's (STORE/audit/ro-ID, with its derived chain key). */
+struct audit_src {
+	char name[AUDIT_CHAIN_NAME_BYTES];
+	char dir[4200];
+	unsigned char *key; /* sodium_malloc; the writer's chain key copied */
+	uint64_t segments;  /* highest segment number listed (ro chains) */
+	struct audit_reader *r;
+	struct audit_entry *e; /* the next record, when have */
+	bool have, done, printing;
+};
+
+struct audit_srcs {
+	struct audit_src *v;
+	size_t n;
+};
+
+static void audit_srcs_free(struct audit_srcs *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		audit_reader_close(s->v[i].r);
+		if (s->v[i].key) {
+			sodium_memzero(s->v[i].key, AUDIT_CHAIN_KEY_BYTES);
+			sodium_free(s->v[i].key);
+		}
+		if (s->v[i].e) {
+			sodium_memzero(s->v[i].e, sizeof *s->v[i].e);
+			free(s->v[i].e);
+		}
+	}
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
+
+/* Add one chain (name "" = the writer's). @return 0 or -errno. */
+static int audit_src_add(const struct audit_keys *k, struct audit_srcs *s, const char *name,
+			 const uint8_t *id, uint64_t segments)
+{
+	struct audit_src *nv = realloc(s->v, (s->n + 1) * sizeof *nv), *x;
+
+	if (!nv)
+		return -ENOMEM;
+	s->v = nv;
+	x = &s->v[s->n];
+	memset(x, 0, sizeof *x);
+	snprintf(x->name, sizeof x->name, "%s", name);
+	snprintf(x->dir, sizeof x->dir, "%s%s%s", k->dir, name[0] ? "/" : "", name);
+	x->segments = segments;
+	x->key = sodium_malloc(AUDIT_CHAIN_KEY_BYTES);
+	x->e = malloc(sizeof *x->e);
+	s->n++;
+	if (!x->key || !x->e)
+		return -ENOMEM;
+	if (id)
+		audit_chain_key_derive(k->chain_key, id, x->key);
+	else
+		memcpy(x->key, k->chain_key, AUDIT_CHAIN_KEY_BYTES);
+	return 0;
+}
+
+static bool audit_src_known(const struct audit_srcs *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The read-only chains in STORE/audit not yet in s. @return 0 or -errno. */
+static int audit_srcs_scan(const struct audit_keys *k, struct audit_srcs *s)
+{
+	struct audit_chain_ent *ch = NULL;
+	ssize_t n = audit_chain_list(k->dir, &ch);
+	int rc = 0;
+
+	if (n < 0)
+		return (int)n;
+	for (ssize_t i = 0; i < n && rc == 0; i++)
+		if (!audit_src_known(s, ch[i].name))
+			rc = audit_src_add(k, s, ch[i].name, ch[i].id, ch[i].segments);
+	free(ch);
+	return rc;
+}
+
 /* Unlock with an admin secret and find the trail. */
 static int audit_unlock(const char *store, const struct cli_secret_opts *so, struct kr_keyring **kr,
 			struct audit_keys *k)
@@ -385,24 +480,24 @@ static int audit_unlock(const char *store, const struct cli_secret_opts *so, str
 	return EXIT_OK;
 }
 
-static int audit_open_err(const struct audit_keys *k, int rc)
+static int audit_open_err(const char *dir, int rc)
 {
 	if (rc == -ENOENT) {
-		cli_err(k->dir, "missing: the audit trail was removed");
+		cli_err(dir, "missing: the audit trail was removed");
 		return EXIT_DAMAGE;
 	}
 	if (rc == -EKEYREJECTED) {
-		cli_err(k->dir, "the audit secret key does not match the vault's audit public key");
+		cli_err(dir, "the audit secret key does not match the vault's audit public key");
 		return EXIT_STORE;
 	}
-	cli_err(k->dir, "%s", strerror(-rc));
+	cli_err(dir, "%s", strerror(-rc));
 	return cli_exit_for(rc);
 }
 
-static int audit_broken(const struct audit_keys *k, const struct audit_problem *p)
+static int audit_broken(const char *dir, const struct audit_problem *p)
 {
-	char where[4200];
-	snprintf(where, sizeof where, "%s/%s", k->dir, p->file);
+	char where[4400];
+	snprintf(where, sizeof where, "%s/%s", dir, p->file);
 	if (p->record)
 		cli_err(where, "record %llu: %s", (unsigned long long)p->record, p->what);
 	else
@@ -410,33 +505,157 @@ static int audit_broken(const struct audit_keys *k, const struct audit_problem *
 	return EXIT_DAMAGE;
 }
 
+/* A read-only chain the writer's trail listed: its name and the highest
+ * segment number the writer saw. */
+struct audit_ref {
+	char name[AUDIT_CHAIN_NAME_BYTES];
+	uint64_t segments;
+	uint64_t seen_us; /* the latest record that listed it */
+};
+
+/* Add the chains a `chains` record lists ("ro-ID:SEGMENTS ..."). */
+static int audit_refs_add(struct audit_ref **refs, size_t *n, const struct audit_entry *e)
+{
+	char buf[AUDIT_DETAIL_MAX + 1], *save = NULL, *tok;
+
+	snprintf(buf, sizeof buf, "%s", e->detail);
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		char *colon = strchr(tok, ':');
+		uint8_t id[AUDIT_CHAIN_ID_BYTES];
+		unsigned long long segs;
+		size_t i;
+
+		if (!colon)
+			continue;
+		*colon = '\0';
+		if (audit_chain_name_parse(tok, id) != 0)
+			continue;
+		segs = strtoull(colon + 1, NULL, 10);
+		for (i = 0; i < *n && strcmp((*refs)[i].name, tok) != 0; i++)
+			;
+		if (i == *n) {
+			struct audit_ref *nv = realloc(*refs, (*n + 1) * sizeof **refs);
+			if (!nv)
+				return -ENOMEM;
+			*refs = nv;
+			memset(&nv[i], 0, sizeof nv[i]);
+			snprintf(nv[i].name, sizeof nv[i].name, "%s", tok);
+			(*n)++;
+		}
+		if (segs > (*refs)[i].segments)
+			(*refs)[i].segments = segs;
+		(*refs)[i].seen_us = e->time_us;
+	}
+	return 0;
+}
+
+/* The chains the writer's trail lists, from its verified records. */
+static int audit_refs_collect(const struct audit_keys *k, struct audit_ref **refs, size_t *n)
+{
+	struct audit_reader *r = NULL;
+	struct audit_entry *e = malloc(sizeof *e);
+	int rc;
+
+	*refs = NULL;
+	*n = 0;
+	if (!e)
+		return -ENOMEM;
+	rc = audit_reader_open(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key, 0,
+			       &r);
+	while (rc == 0 && (rc = audit_reader_next(r, e)) > 0) {
+		rc = e->type == AUDIT_EV_CHAINS ? audit_refs_add(refs, n, e) : 0;
+	}
+	audit_reader_close(r);
+	sodium_memzero(e, sizeof *e);
+	free(e);
+	return rc < 0 ? rc : 0;
+}
+
+static void audit_verify_line(const char *what, const struct audit_verify_result *res)
+{
+	if (res->problem.status == AUDIT_UNSEALED)
+		printf("%s intact: %llu segments, %llu records, %llu crash recoveries; %s: %s\n",
+		       what, (unsigned long long)res->segments, (unsigned long long)res->records,
+		       (unsigned long long)res->recoveries, res->problem.file, res->problem.what);
+	else if (res->segments == 0)
+		printf("%s empty: %s\n", what,
+		       what[0] == 'a' ? "the vault has not been mounted"
+				      : "no segment was written");
+	else
+		printf("%s intact: %llu segments, %llu records, %llu crash recoveries\n", what,
+		       (unsigned long long)res->segments, (unsigned long long)res->records,
+		       (unsigned long long)res->recoveries);
+}
+
+/* Every chain, each judged on its own; then every read-only chain the
+ * writer's trail listed must still be there with at least the segments it
+ * had (docs/audit.md, "Chains of read-only mounts"). */
 static int audit_verify_cmd(const struct audit_keys *k)
 {
+	struct audit_srcs s = {0};
 	struct audit_verify_result res;
-	int rc =
-	    audit_verify(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key, &res);
+	struct audit_ref *refs = NULL;
+	size_t nrefs = 0;
+	int rc, exit_rc = EXIT_OK;
+
+	rc = audit_verify(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key, &res);
 	if (rc)
-		return audit_open_err(k, rc);
-	switch (res.problem.status) {
-	case AUDIT_BROKEN:
-		return audit_broken(k, &res.problem);
-	case AUDIT_UNSEALED:
-		printf("audit trail intact: %llu segments, %llu records, %llu crash recoveries; "
-		       "%s: %s\n",
-		       (unsigned long long)res.segments, (unsigned long long)res.records,
-		       (unsigned long long)res.recoveries, res.problem.file, res.problem.what);
-		return EXIT_OK;
-	case AUDIT_INTACT:
-		if (res.segments == 0)
-			printf("audit trail empty: the vault has not been mounted\n");
-		else
-			printf("audit trail intact: %llu segments, %llu records, %llu crash "
-			       "recoveries\n",
-			       (unsigned long long)res.segments, (unsigned long long)res.records,
-			       (unsigned long long)res.recoveries);
-		return EXIT_OK;
+		return audit_open_err(k->dir, rc);
+	if (res.problem.status == AUDIT_BROKEN)
+		exit_rc = audit_broken(k->dir, &res.problem);
+	else
+		audit_verify_line("audit trail", &res);
+	if (exit_rc == EXIT_OK && (rc = audit_refs_collect(k, &refs, &nrefs)) < 0) {
+		free(refs);
+		return audit_open_err(k->dir, rc);
 	}
-	return EXIT_FAIL;
+	if ((rc = audit_srcs_scan(k, &s)) < 0) {
+		audit_srcs_free(&s);
+		free(refs);
+		return audit_open_err(k->dir, rc);
+	}
+	for (size_t i = 0; i < s.n; i++) {
+		char what[64];
+
+		rc = audit_verify(s.v[i].dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, s.v[i].key,
+				  &res);
+		if (rc) {
+			exit_rc = audit_open_err(s.v[i].dir, rc);
+			continue;
+		}
+		if (res.problem.status == AUDIT_BROKEN) {
+			exit_rc = audit_broken(s.v[i].dir, &res.problem);
+			continue;
+		}
+		snprintf(what, sizeof what, "read-only chain %s", s.v[i].name);
+		audit_verify_line(what, &res);
+	}
+	for (size_t j = 0; j < nrefs; j++) {
+		char dir[4200], when[32];
+		size_t i;
+
+		for (i = 0; i < s.n && strcmp(s.v[i].name, refs[j].name) != 0; i++)
+			;
+		snprintf(dir, sizeof dir, "%s/%s", k->dir, refs[j].name);
+		audit_time_format(refs[j].seen_us, when);
+		if (i == s.n) {
+			cli_err(dir,
+				"missing: the writer's trail listed this read-only mount's chain "
+				"at %s (%llu segments): it was removed",
+				when, (unsigned long long)refs[j].segments);
+			exit_rc = EXIT_DAMAGE;
+		} else if (s.v[i].segments < refs[j].segments) {
+			cli_err(dir,
+				"has %llu segments, the writer's trail listed %llu at %s: "
+				"segments were removed",
+				(unsigned long long)s.v[i].segments,
+				(unsigned long long)refs[j].segments, when);
+			exit_rc = EXIT_DAMAGE;
+		}
+	}
+	audit_srcs_free(&s);
+	free(refs);
+	return exit_rc;
 }
 
 static volatile sig_atomic_t audit_stop;
@@ -447,65 +666,159 @@ static void audit_on_signal(int sig)
 	audit_stop = 1;
 }
 
-static int audit_read_cmd(const struct audit_keys *k, const struct audit_filter *f, bool follow)
+static void audit_print(const struct audit_filter *f, const struct audit_src *x, bool *header)
 {
-	struct audit_reader *r = NULL;
-	struct audit_entry *e = malloc(sizeof *e);
-	bool printing = !follow || f->have_since, header = false;
-	int rc;
+	if (!audit_filter_match(f, x->e))
+		return;
+	if (f->json) {
+		audit_print_json(stdout, x->e, x->name);
+		return;
+	}
+	if (!*header)
+		audit_print_header(stdout);
+	*header = true;
+	audit_print_row(stdout, x->e);
+}
 
-	if (!e) {
-		cli_err(k->dir, "out of memory");
-		return EXIT_FAIL;
+/* Open readers for chains added since the last call. */
+static int audit_srcs_open(const struct audit_keys *k, struct audit_srcs *s, unsigned flags,
+			   bool printing)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct audit_src *x = &s->v[i];
+		int rc;
+
+		if (x->r || x->done)
+			continue;
+		rc = audit_reader_open(x->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, x->key,
+				       flags, &x->r);
+		if (rc) {
+			audit_open_err(x->dir, rc);
+			return rc == -ENOENT ? -EUCLEAN : rc;
+		}
+		x->printing = printing;
 	}
-	rc = audit_reader_open(k->dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, k->chain_key,
-			       follow ? AUDIT_READ_FOLLOW : 0, &r);
-	if (rc) {
-		free(e);
-		return audit_open_err(k, rc);
-	}
-	if (follow) {
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_handler = audit_on_signal;
-		sigaction(SIGINT, &sa, NULL);
-		sigaction(SIGTERM, &sa, NULL);
-	}
-	while (!audit_stop) {
-		rc = audit_reader_next(r, e);
-		if (rc < 0)
+	return 0;
+}
+
+/* show: every chain, merged by time (a chain's own records stay in chain
+ * order). A broken chain prints the records before its break, and its error
+ * at the end; the others go on. */
+static int audit_show(const struct audit_keys *k, const struct audit_filter *f,
+		      struct audit_srcs *s)
+{
+	bool header = false;
+	int rc, exit_rc = EXIT_OK;
+
+	for (;;) {
+		struct audit_src *best = NULL;
+
+		for (size_t i = 0; i < s->n; i++) {
+			struct audit_src *x = &s->v[i];
+
+			if (x->done || x->have)
+				continue;
+			rc = audit_reader_next(x->r, x->e);
+			if (rc > 0) {
+				x->have = true;
+				continue;
+			}
+			x->done = true;
+			if (rc < 0 && audit_reader_problem(x->r)->status == AUDIT_BROKEN)
+				exit_rc = audit_broken(x->dir, audit_reader_problem(x->r));
+			else if (rc < 0)
+				exit_rc = audit_open_err(x->dir, rc);
+		}
+		for (size_t i = 0; i < s->n; i++)
+			if (s->v[i].have && (!best || s->v[i].e->time_us < best->e->time_us))
+				best = &s->v[i];
+		if (!best)
 			break;
-		if (rc == 0) {
-			if (!follow)
-				break;
-			printing = true;
-			fflush(stdout);
-			struct timespec ts = {1, 0};
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		if (!printing || !audit_filter_match(f, e))
-			continue;
-		if (f->json) {
-			audit_print_json(stdout, e);
-		} else {
-			if (!header)
-				audit_print_header(stdout);
-			header = true;
-			audit_print_row(stdout, e);
-		}
-		if (follow)
-			fflush(stdout);
+		audit_print(f, best, &header);
+		best->have = false;
 	}
 	fflush(stdout);
-	if (rc < 0 && audit_reader_problem(r)->status == AUDIT_BROKEN)
-		rc = audit_broken(k, audit_reader_problem(r));
-	else if (rc < 0)
-		rc = audit_open_err(k, rc);
-	else
-		rc = EXIT_OK;
-	audit_reader_close(r);
-	free(e);
+	(void)k;
+	return exit_rc;
+}
+
+/* follow: every chain in turn, and chains that appear later (a new
+ * read-only mount) from their start. Stops at the first broken chain. */
+static int audit_follow(const struct audit_keys *k, const struct audit_filter *f,
+			struct audit_srcs *s)
+{
+	struct sigaction sa;
+	bool header = false;
+	int rc = 0;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = audit_on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!audit_stop) {
+		bool any = false;
+
+		for (size_t i = 0; i < s->n && !audit_stop; i++) {
+			struct audit_src *x = &s->v[i];
+
+			while (!audit_stop && (rc = audit_reader_next(x->r, x->e)) > 0) {
+				any = true;
+				if (x->printing)
+					audit_print(f, x, &header);
+			}
+			if (rc < 0) {
+				fflush(stdout);
+				if (audit_reader_problem(x->r)->status == AUDIT_BROKEN)
+					return audit_broken(x->dir, audit_reader_problem(x->r));
+				return audit_open_err(x->dir, rc);
+			}
+			x->printing = true;
+		}
+		fflush(stdout);
+		if (any)
+			continue;
+		struct timespec ts = {1, 0};
+		nanosleep(&ts, NULL);
+		if ((rc = audit_srcs_scan(k, s)) < 0 ||
+		    (rc = audit_srcs_open(k, s, AUDIT_READ_FOLLOW, true)) < 0)
+			return audit_open_err(k->dir, rc);
+	}
+	fflush(stdout);
+	return EXIT_OK;
+}
+
+static int audit_read_cmd(const struct audit_keys *k, const struct audit_filter *f, bool follow)
+{
+	struct audit_srcs s = {0};
+	int rc;
+
+	rc = audit_src_add(k, &s, "", NULL, 0);
+	if (rc == 0)
+		rc = audit_srcs_scan(k, &s);
+	if (rc == -ENOENT) {
+		audit_srcs_free(&s);
+		return audit_open_err(k->dir, rc);
+	}
+	if (rc < 0) {
+		audit_srcs_free(&s);
+		cli_err(k->dir, "%s", strerror(-rc));
+		return cli_exit_for(rc);
+	}
+	/* The writer's trail first: a missing STORE/audit is its error. */
+	rc = audit_reader_open(s.v[0].dir, k->cfg->vault_id, k->cfg->audit_pk, k->sk, s.v[0].key,
+			       follow ? AUDIT_READ_FOLLOW : 0, &s.v[0].r);
+	if (rc) {
+		audit_srcs_free(&s);
+		return audit_open_err(k->dir, rc);
+	}
+	s.v[0].printing = !follow || f->have_since;
+	if ((rc = audit_srcs_open(k, &s, follow ? AUDIT_READ_FOLLOW : 0,
+				  !follow || f->have_since)) < 0) {
+		audit_srcs_free(&s);
+		return rc == -EUCLEAN ? EXIT_DAMAGE : cli_exit_for(rc);
+	}
+	rc = follow ? audit_follow(k, f, &s) : audit_show(k, f, &s);
+	audit_srcs_free(&s);
 	return rc;
 }
 

@@ -346,13 +346,16 @@ static int mnt_audit_start(const struct mnt_args *a, struct vault *v, int log_fd
 		    "--no-audit: nothing is recorded in the audit trail (for benchmarks only)");
 		return EXIT_OK;
 	}
-	if (a->read_only) {
-		/* The trail has one writer: the read-write mount (docs/audit.md). */
-		fprintf(stderr, "strongroom: %s: note: a read-only mount writes no audit trail\n",
-			a->store);
-		return EXIT_OK;
-	}
+	/* A read-only mount writes its own chain, STORE/audit/ro-ID (docs/audit.md). */
 	err = vault_audit_start(v, &ao);
+	if (a->read_only && (err == -EROFS || err == -EACCES || err == -EPERM) &&
+	    !a->audit_fail_open) {
+		cli_err(a->store_arg,
+			"cannot write the read-only mount's audit trail in %s/audit: %s; "
+			"--no-audit mounts it unaudited",
+			a->store, strerror(-err));
+		return EXIT_STORE;
+	}
 	if (err == -EBUSY && !a->audit_fail_open) {
 		cli_err(a->store_arg, "the audit trail %s/audit is in use by another driver", a->store);
 		return EXIT_STORE;
