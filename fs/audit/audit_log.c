@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,7 +451,12 @@ static void *sync_main(void *arg)
 {
 	struct audit_log *l = arg;
 	struct timespec ts;
+	sigset_t all;
 
+	/* Signals meant for the process (SIGINT, SIGTERM) must reach the
+	 * request loop's threads, which stop the mount; never this one. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&l->mu);
 	while (!l->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);

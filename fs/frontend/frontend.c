@@ -1707,16 +1707,18 @@ int fe_run(struct vault *v, const struct fe_options *o)
 		goto out;
 	}
 	fe->se = se;
-	if (fuse_session_mount(se, o->mountpoint) != 0) {
-		err = -EIO; /* libfuse has said why */
-		goto out;
-	}
-	mounted = true;
+	/* Handlers first: a SIGINT or SIGTERM that comes as soon as the mount
+	 * is visible must stop it cleanly, not kill the driver. */
 	if (fuse_set_signal_handlers(se) != 0) {
 		err = -EIO;
 		goto out;
 	}
 	handlers = true;
+	if (fuse_session_mount(se, o->mountpoint) != 0) {
+		err = -EIO; /* libfuse has said why */
+		goto out;
+	}
+	mounted = true;
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		err = -ENOMEM;

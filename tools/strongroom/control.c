@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,6 +319,11 @@ static void *ctl_thread(void *arg)
 {
 	struct ctl_server *s = arg;
 	struct pollfd p[2] = {{s->fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
+	sigset_t all;
+
+	/* SIGINT and SIGTERM stop the mount in the request loop's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	for (;;) {
 		int fd;
