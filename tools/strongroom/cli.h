@@ -34,6 +34,12 @@ struct cli_secret_opts {
 	const char *key_file; /* goes with a passphrase: a slot may need both */
 };
 
+/* Recognise option `name` with a value at argv[*i], as "name VALUE" or
+ * "name=VALUE"; advances *i past a separate value. An empty value is refused.
+ * @return 1 and *out set if consumed, 0 if argv[*i] is another argument, -1
+ * on a missing or empty value (one line printed). */
+int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **out);
+
 /* Recognise --passphrase-file F, --extpass CMD, --recovery-key-file F,
  * --key-file F (also
  * in the "--opt=value" form) at argv[*i]; advances *i past a value.

@@ -822,29 +822,6 @@ static int audit_read_cmd(const struct audit_keys *k, const struct audit_filter 
 	return rc;
 }
 
-static int audit_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-	const char *a = argv[*i];
-	size_t n = strlen(name);
-	if (strcmp(a, name) == 0) {
-		if (*i + 1 >= argc || !argv[*i + 1][0]) {
-			cli_err(a, "needs a value");
-			return -1;
-		}
-		*out = argv[++*i];
-		return 1;
-	}
-	if (strncmp(a, name, n) == 0 && a[n] == '=') {
-		if (!a[n + 1]) {
-			cli_err(name, "needs a value");
-			return -1;
-		}
-		*out = a + n + 1;
-		return 1;
-	}
-	return 0;
-}
-
 int cmd_audit(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
@@ -864,17 +841,17 @@ int cmd_audit(int argc, char **argv)
 		}
 		r = cli_secret_opt(&so, argc, argv, &i);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--since", &since);
+			r = cli_opt_value(argc, argv, &i, "--since", &since);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--until", &until);
+			r = cli_opt_value(argc, argv, &i, "--until", &until);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--user", &f.user);
+			r = cli_opt_value(argc, argv, &i, "--user", &f.user);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--path", &f.path);
+			r = cli_opt_value(argc, argv, &i, "--path", &f.path);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--level", &f.level);
+			r = cli_opt_value(argc, argv, &i, "--level", &f.level);
 		if (r == 0)
-			r = audit_value(argc, argv, &i, "--event", &events);
+			r = cli_opt_value(argc, argv, &i, "--event", &events);
 		if (r < 0)
 			return EXIT_USAGE;
 		if (r > 0)

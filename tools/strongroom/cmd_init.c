@@ -184,16 +184,10 @@ int cmd_init(int argc, char **argv)
 			return EXIT_USAGE;
 		if (r > 0)
 			continue;
-		if (strcmp(a, "--levels") == 0 || strcmp(a, "--chunk-size") == 0) {
-			if (i + 1 >= argc) {
-				cli_err(a, "needs a value");
+		if ((r = cli_opt_value(argc, argv, &i, "--levels", &levels)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--chunk-size", &chunk)) != 0) {
+			if (r < 0)
 				return EXIT_USAGE;
-			}
-			*(a[2] == 'l' ? &levels : &chunk) = argv[++i];
-		} else if (strncmp(a, "--levels=", 9) == 0) {
-			levels = a + 9;
-		} else if (strncmp(a, "--chunk-size=", 13) == 0) {
-			chunk = a + 13;
 		} else if (strcmp(a, "--force") == 0) {
 			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {
@@ -303,22 +297,10 @@ int cmd_passwd(int argc, char **argv)
 			return EXIT_USAGE;
 		if (r > 0)
 			continue;
-		if (strcmp(a, "--new-passphrase-file") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0]) {
-				cli_err(a, "needs a value");
+		if ((r = cli_opt_value(argc, argv, &i, "--new-passphrase-file", &newfile)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--new-key-file", &newkey)) != 0) {
+			if (r < 0)
 				return EXIT_USAGE;
-			}
-			newfile = argv[++i];
-		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
-			newfile = a + 22;
-		} else if (strcmp(a, "--new-key-file") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0]) {
-				cli_err(a, "needs a value");
-				return EXIT_USAGE;
-			}
-			newkey = argv[++i];
-		} else if (strncmp(a, "--new-key-file=", 15) == 0 && a[15]) {
-			newkey = a + 15;
 		} else if (strcmp(a, "--force") == 0) {
 			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {

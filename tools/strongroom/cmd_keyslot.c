@@ -271,24 +271,11 @@ int cmd_keyslot(int argc, char **argv)
 			return EXIT_USAGE;
 		if (r > 0)
 			continue;
-		if (strcmp(a, "--max-level") == 0 || strcmp(a, "--new-passphrase-file") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0]) {
-				cli_err(a, "needs a value");
+		if ((r = cli_opt_value(argc, argv, &i, "--max-level", &level)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--new-passphrase-file", &newfile)) != 0 ||
+		    (r = cli_opt_value(argc, argv, &i, "--new-key-file", &newkey)) != 0) {
+			if (r < 0)
 				return EXIT_USAGE;
-			}
-			*(a[2] == 'm' ? &level : &newfile) = argv[++i];
-		} else if (strncmp(a, "--max-level=", 12) == 0 && a[12]) {
-			level = a + 12;
-		} else if (strncmp(a, "--new-passphrase-file=", 22) == 0 && a[22]) {
-			newfile = a + 22;
-		} else if (strcmp(a, "--new-key-file") == 0) {
-			if (i + 1 >= argc || !argv[i + 1][0]) {
-				cli_err(a, "needs a value");
-				return EXIT_USAGE;
-			}
-			newkey = argv[++i];
-		} else if (strncmp(a, "--new-key-file=", 15) == 0 && a[15]) {
-			newkey = a + 15;
 		} else if (strcmp(a, "--force") == 0) {
 			cli_pass_force = true; /* a weak passphrase (cli_quality.c) */
 		} else if (a[0] == '-' && a[1] != '\0') {

@@ -599,10 +599,9 @@ int cmd_report(int argc, char **argv)
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			r.json = true;
-		} else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
-			since = argv[++i];
-		} else if (strncmp(argv[i], "--since=", 8) == 0) {
-			since = argv[i] + 8;
+		} else if ((s = cli_opt_value(argc, argv, &i, "--since", &since)) != 0) {
+			if (s < 0)
+				return EXIT_USAGE;
 		} else if (argv[i][0] != '-' && !r.store) {
 			r.store = argv[i];
 		} else {

@@ -95,6 +95,26 @@ void cli_print_exit_codes(FILE *f)
 	      f);
 }
 
+int cli_opt_value(int argc, char **argv, int *i, const char *name, const char **out)
+{
+	const char *a = argv[*i];
+	size_t n = strlen(name);
+
+	if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+		return 0;
+	if (a[n] == '=')
+		*out = a + n + 1;
+	else if (*i + 1 < argc)
+		*out = argv[++*i];
+	else
+		*out = "";
+	if (**out == '\0') {
+		cli_err(name, "needs a value");
+		return -1;
+	}
+	return 1;
+}
+
 int cli_secret_opt(struct cli_secret_opts *o, int argc, char **argv, int *i)
 {
 	static const struct {
@@ -106,29 +126,12 @@ int cli_secret_opt(struct cli_secret_opts *o, int argc, char **argv, int *i)
 	    {"--recovery-key-file", offsetof(struct cli_secret_opts, recovery_key_file)},
 	    {"--key-file", offsetof(struct cli_secret_opts, key_file)},
 	};
-	const char *arg = argv[*i];
 
 	for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
-		size_t n = strlen(opts[k].name);
 		const char **slot = (const char **)((char *)o + opts[k].off);
-		if (strncmp(arg, opts[k].name, n) != 0)
-			continue;
-		if (arg[n] == '=') {
-			*slot = arg + n + 1;
-		} else if (arg[n] == '\0') {
-			if (*i + 1 >= argc) {
-				cli_err(opts[k].name, "needs a value");
-				return -1;
-			}
-			*slot = argv[++*i];
-		} else {
-			continue;
-		}
-		if (**slot == '\0') {
-			cli_err(opts[k].name, "needs a value");
-			return -1;
-		}
-		return 1;
+		int r = cli_opt_value(argc, argv, i, opts[k].name, slot);
+		if (r != 0)
+			return r;
 	}
 	return 0;
 }
