@@ -363,19 +363,21 @@ static int seg_ent_cmp(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-ssize_t audit_seg_list(int dirfd, struct audit_seg_ent **out)
+/* Read the directory open as fd (taken over: closed on return) into a sorted
+ * array of esize-byte entries: take() fills the entry for a name it wants and
+ * returns 1, 0 to skip the name. Returns the count (*out malloc'd, may be
+ * NULL when 0) or -errno. */
+static ssize_t audit_dir_scan(int fd, size_t esize,
+			      int (*take)(int dfd, const char *name, void *ent),
+			      int (*cmp)(const void *, const void *), void **out)
 {
-	struct audit_seg_ent *v = NULL;
+	char *v = NULL;
 	size_t n = 0, cap = 0;
 	ssize_t rc;
-	int fd = dup(dirfd);
-	DIR *d;
+	DIR *d = fdopendir(fd);
 	struct dirent *de;
 
 	*out = NULL;
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
 	if (!d) {
 		rc = -errno;
 		close(fd);
@@ -383,12 +385,9 @@ ssize_t audit_seg_list(int dirfd, struct audit_seg_ent **out)
 	}
 	rewinddir(d);
 	while ((errno = 0, de = readdir(d))) {
-		uint64_t seg = audit_seg_name_parse(de->d_name);
-		if (!seg)
-			continue;
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 16;
-			struct audit_seg_ent *nv = realloc(v, nc * sizeof *v);
+			char *nv = realloc(v, nc * esize);
 			if (!nv) {
 				rc = -ENOMEM;
 				goto fail;
@@ -396,9 +395,8 @@ ssize_t audit_seg_list(int dirfd, struct audit_seg_ent **out)
 			v = nv;
 			cap = nc;
 		}
-		v[n].segment = seg;
-		memcpy(v[n].name, de->d_name, AUDIT_SEG_NAME_BYTES);
-		n++;
+		if (take(dirfd(d), de->d_name, v + n * esize))
+			n++;
 	}
 	if (errno) {
 		rc = -errno;
@@ -406,13 +404,39 @@ ssize_t audit_seg_list(int dirfd, struct audit_seg_ent **out)
 	}
 	closedir(d);
 	if (n)
-		qsort(v, n, sizeof *v, seg_ent_cmp);
+		qsort(v, n, esize, cmp);
 	*out = v;
 	return (ssize_t)n;
 fail:
 	closedir(d);
 	free(v);
 	return rc;
+}
+
+static int seg_ent_take(int dfd, const char *name, void *ent)
+{
+	struct audit_seg_ent *e = ent;
+
+	(void)dfd;
+	e->segment = audit_seg_name_parse(name);
+	if (!e->segment)
+		return 0;
+	memcpy(e->name, name, AUDIT_SEG_NAME_BYTES);
+	return 1;
+}
+
+ssize_t audit_seg_list(int dirfd, struct audit_seg_ent **out)
+{
+	int fd = dup(dirfd);
+	void *v;
+	ssize_t n;
+
+	*out = NULL;
+	if (fd < 0)
+		return -errno;
+	n = audit_dir_scan(fd, sizeof **out, seg_ent_take, seg_ent_cmp, &v);
+	*out = v;
+	return n;
 }
 
 /* ---- walking a segment --------------------------------------------------- */
@@ -590,66 +614,38 @@ static int chain_ent_cmp(const void *a, const void *b)
 		      ((const struct audit_chain_ent *)b)->name);
 }
 
+static int chain_ent_take(int dfd, const char *name, void *ent)
+{
+	struct audit_chain_ent *e = ent;
+	struct audit_seg_ent *segs = NULL;
+	ssize_t ns;
+	int cfd;
+
+	if (audit_chain_name_parse(name, e->id) != 0)
+		return 0;
+	memcpy(e->name, name, AUDIT_CHAIN_NAME_BYTES);
+	e->segments = 0;
+	cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (cfd >= 0) {
+		ns = audit_seg_list(cfd, &segs);
+		if (ns > 0 && segs)
+			e->segments = segs[ns - 1].segment;
+		free(segs);
+		close(cfd);
+	}
+	return 1;
+}
+
 ssize_t audit_chain_list(const char *audit_dir, struct audit_chain_ent **out)
 {
-	struct audit_chain_ent *v = NULL;
-	size_t n = 0, cap = 0;
-	ssize_t rc;
 	int dfd = open(audit_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	DIR *d;
-	struct dirent *de;
+	void *v;
+	ssize_t n;
 
 	*out = NULL;
 	if (dfd < 0)
 		return -errno;
-	d = fdopendir(dfd);
-	if (!d) {
-		rc = -errno;
-		close(dfd);
-		return rc;
-	}
-	while ((errno = 0, de = readdir(d))) {
-		struct audit_seg_ent *segs = NULL;
-		uint8_t id[AUDIT_CHAIN_ID_BYTES];
-		ssize_t ns;
-		int cfd;
-
-		if (audit_chain_name_parse(de->d_name, id) != 0)
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? cap * 2 : 16;
-			struct audit_chain_ent *nv = realloc(v, nc * sizeof *v);
-			if (!nv) {
-				rc = -ENOMEM;
-				goto fail;
-			}
-			v = nv;
-			cap = nc;
-		}
-		memcpy(v[n].id, id, sizeof id);
-		memcpy(v[n].name, de->d_name, AUDIT_CHAIN_NAME_BYTES);
-		v[n].segments = 0;
-		cfd = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-		if (cfd >= 0) {
-			ns = audit_seg_list(cfd, &segs);
-			if (ns > 0 && segs)
-				v[n].segments = segs[ns - 1].segment;
-			free(segs);
-			close(cfd);
-		}
-		n++;
-	}
-	if (errno) {
-		rc = -errno;
-		goto fail;
-	}
-	closedir(d);
-	if (n)
-		qsort(v, n, sizeof *v, chain_ent_cmp);
+	n = audit_dir_scan(dfd, sizeof **out, chain_ent_take, chain_ent_cmp, &v);
 	*out = v;
-	return (ssize_t)n;
-fail:
-	closedir(d);
-	free(v);
-	return rc;
+	return n;
 }
