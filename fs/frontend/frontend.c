@@ -1513,6 +1513,7 @@ static void fe_init(void *userdata, struct fuse_conn_info *conn)
 	if ((conn->capable & FUSE_CAP_WRITEBACK_CACHE) && !fe->o->read_only) {
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 		fe->writeback = true;
+		vault_times_by_caller(fe->v); /* the kernel keeps mtimes */
 	}
 	if (conn->capable & FUSE_CAP_POSIX_ACL)
 		conn->want |= FUSE_CAP_POSIX_ACL;

@@ -93,6 +93,10 @@ struct vault_ofile {
 	enum vault_ofile_state state; /* under v->files_lock */
 	unsigned refs;                /* under v->files_lock */
 	pthread_mutex_t append_lock;  /* O_APPEND: size and write as one step */
+	/* vault_times_by_caller: the mtime the store keeps (set at open and by
+	 * utimens) and whether data was written since open (atomic). */
+	struct timespec mtime;
+	bool written;
 	struct vault_ofile *next;
 };
 
@@ -131,6 +135,9 @@ struct vault {
 	struct vault_audit *audit; /* the open trail, NULL when not audited */
 	struct vault_watch *watch; /* freezes, level locks, alert rules (vault_watch.c) */
 };
+
+/* vault_times_by_caller: kept in v->flags beside the public flags. */
+#define VAULT_CALLER_MTIME (1u << 30)
 
 static inline bool vault_ro(const struct vault *v)
 {

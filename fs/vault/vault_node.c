@@ -114,6 +114,8 @@ retry:
 		return 0;
 	}
 	of = ofile_new(st->st_dev, st->st_ino, VAULT_OF_OPENING);
+	if (of)
+		of->mtime = st->st_mtim;
 	if (!of) {
 		pthread_mutex_unlock(&v->files_lock);
 		return -ENOMEM;
@@ -162,12 +164,47 @@ static int ofile_adopt(struct vault *v, struct vf_file *f, struct vault_ofile **
 	if (!of)
 		return -ENOMEM;
 	of->f = f;
+	of->mtime = st.st_mtim;
 	pthread_mutex_lock(&v->files_lock);
 	of->next = v->files;
 	v->files = of;
 	pthread_mutex_unlock(&v->files_lock);
 	*out = of;
 	return 0;
+}
+
+void vault_times_by_caller(struct vault *v)
+{
+	v->flags |= VAULT_CALLER_MTIME;
+}
+
+/* vault_times_by_caller: seal what is pending, then give the store file back
+ * the mtime the caller knows (data written since moved it). */
+static int ofile_mtime_keep(struct vault *v, struct vault_ofile *of)
+{
+	const struct timespec ts[2] = {{0, UTIME_OMIT}, of->mtime};
+	int r;
+
+	if (!(v->flags & VAULT_CALLER_MTIME) || vault_ro(v) ||
+	    !__atomic_load_n(&of->written, __ATOMIC_RELAXED))
+		return 0;
+	r = vf_seal(of->f);
+	if (r == 0)
+		r = store_futimens(vf_fd(of->f), ts);
+	return r;
+}
+
+/* After utimens on an open file: the mtime the store now keeps. */
+static void ofile_mtime_set(struct vault_ofile *of, const struct timespec ts[2])
+{
+	struct stat st;
+
+	if (ts[1].tv_nsec == UTIME_OMIT)
+		return;
+	if (ts[1].tv_nsec != UTIME_NOW)
+		of->mtime = ts[1];
+	else if (store_fstat(vf_fd(of->f), &st) == 0)
+		of->mtime = st.st_mtim;
 }
 
 int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const char *sname)
@@ -186,10 +223,12 @@ int vault_ofile_put(struct vault *v, struct vault_ofile *of, int dirfd, const ch
 	}
 	of->state = VAULT_OF_CLOSING;
 	pthread_mutex_unlock(&v->files_lock);
-	if (dirfd >= 0 && vault_watch_file_locked(v, of->f))
+	if (vault_watch_file_locked(v, of->f))
 		dirfd = -1; /* no compaction under a wiped key (vault_watch.c) */
+	else
+		r = ofile_mtime_keep(v, of);
 
-	if (dirfd >= 0 && !vault_ro(v) && vf_needs_compaction(of->f) &&
+	if (r == 0 && dirfd >= 0 && !vault_ro(v) && vf_needs_compaction(of->f) &&
 	    store_fstatat(dirfd, sname, &st) == 0 && st.st_dev == of->dev &&
 	    st.st_ino == of->ino && st.st_nlink == 1) {
 		dtimes = store_fstat(dirfd, &dst) == 0;
@@ -522,6 +561,8 @@ int vault_utimens(struct vault *v, const struct vault_caller *c, const char *pat
 		r = vf_seal(of->f);
 		if (r == 0)
 			r = store_futimens(vf_fd(of->f), ts);
+		if (r == 0)
+			ofile_mtime_set(of, ts);
 		(void)vault_ofile_put(v, of, -1, NULL);
 	} else {
 		r = store_utimensat(loc.dir->fd, loc.sn.name, ts);
@@ -1152,6 +1193,7 @@ ssize_t vault_write(struct vault_handle *h, const void *buf, size_t n, uint64_t 
 	r = vault_watch_enter(h); /* a locked level */
 	if (r < 0)
 		return vault_audit_write(h, off, r);
+	__atomic_store_n(&h->of->written, true, __ATOMIC_RELAXED);
 	if (!(h->flags & O_APPEND)) {
 		r = vault_audit_write(h, off, vf_write(h->of->f, buf, n, off));
 		vault_watch_leave(h);
@@ -1178,6 +1220,7 @@ int vault_ftruncate(struct vault_handle *h, uint64_t size)
 	r = vault_watch_enter(h);
 	if (r < 0)
 		return vault_audit_ftruncate(h, size, r);
+	__atomic_store_n(&h->of->written, true, __ATOMIC_RELAXED);
 	r = vault_audit_ftruncate(h, size, vf_truncate(h->of->f, size));
 	vault_watch_leave(h);
 	return r;
@@ -1199,6 +1242,8 @@ int vault_fsync(struct vault_handle *h, bool datasync)
 	if (r < 0)
 		return r;
 	r = vf_fsync(h->of->f, datasync);
+	if (r == 0)
+		r = ofile_mtime_keep(h->v, h->of);
 	vault_watch_leave(h);
 	return r;
 }
@@ -1214,6 +1259,7 @@ int vault_fallocate(struct vault_handle *h, int mode, uint64_t off, uint64_t len
 	r = vault_watch_enter(h);
 	if (r < 0)
 		return r;
+	__atomic_store_n(&h->of->written, true, __ATOMIC_RELAXED);
 	r = vf_fallocate(h->of->f, mode, off, len);
 	vault_watch_leave(h);
 	return r;
@@ -1374,6 +1420,8 @@ int vault_futimens(struct vault *v, const struct vault_caller *c, struct vault_h
 		r = vf_seal(h->of->f);
 		if (r == 0)
 			r = store_futimens(vf_fd(h->of->f), ts);
+		if (r == 0)
+			ofile_mtime_set(h->of, ts);
 		vault_watch_leave(h);
 	}
 	return vault_audit_path(v, c, 0, h->path, NULL, "utimens", r); /* see docs/audit.md */

@@ -42,6 +42,14 @@ enum vault_flags {
 	VAULT_READ_ONLY = 1 << 0,
 };
 
+/* The caller keeps files' modification times from now on (a kernel
+ * writeback cache: it sets a file's mtime at each write(2) and sends it with
+ * utimens when it changes). Data written to the store then does not move a
+ * file's mtime: the store keeps the one last set through utimens, or the one
+ * the file had when it was opened, so a remount shows the mtime staff saw.
+ * Call before the first file operation. */
+void vault_times_by_caller(struct vault *v);
+
 /* Open a vault on store with an unlocked keyring (borrowed; must outlive the
  * vault). Creates the root directory metadata on first use of a writable
  * vault. @return 0 and *out owned (vault_close). */
