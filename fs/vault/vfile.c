@@ -119,33 +119,73 @@ static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
 	return index << f->chunk_log2;
 }
 
-/* ---- thread-local zstd contexts for shared readers ---- */
+/* ---- zstd contexts for shared readers ----
+ *
+ * Reads decode under the shared lock, so each decode needs a context of its
+ * own. A decode borrows one from a process-wide pool and gives it back; the
+ * pool keeps at most as many as decodes ever ran at once (VF_ZPOOL_MAX idle
+ * at most, more are freed on return). vf_pool_trim frees the idle ones;
+ * vault_close calls it, so a driver exits holding none. Thread-specific
+ * contexts were lost instead: their destructors do not run for threads still
+ * alive when the process exits, libfuse's worker threads among them.
+ */
 
-static pthread_key_t vf_zkey;
-static pthread_once_t vf_zonce = PTHREAD_ONCE_INIT;
+#define VF_ZPOOL_MAX 64
 
-static void vf_zkey_free(void *p)
+static pthread_mutex_t vf_zpool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fmt_zctx *vf_zpool[VF_ZPOOL_MAX];
+static size_t vf_zpool_n;
+
+/* @return a context owned until vf_zctx_put, or NULL (out of memory:
+ * fmt_chunk_decode then decodes without one). */
+static struct fmt_zctx *vf_zctx_get(void)
 {
-	fmt_zctx_free(p);
+	struct fmt_zctx *z = NULL;
+
+	pthread_mutex_lock(&vf_zpool_lock);
+	if (vf_zpool_n)
+		z = vf_zpool[--vf_zpool_n];
+	pthread_mutex_unlock(&vf_zpool_lock);
+	return z ? z : fmt_zctx_new();
 }
 
-static void vf_zkey_init(void)
+/* Give z (NULL accepted) back to the pool, or free it if the pool is full. */
+static void vf_zctx_put(struct fmt_zctx *z)
 {
-	pthread_key_create(&vf_zkey, vf_zkey_free);
-}
-
-static struct fmt_zctx *vf_zctx_thread(void)
-{
-	struct fmt_zctx *z;
-
-	pthread_once(&vf_zonce, vf_zkey_init);
-	z = pthread_getspecific(vf_zkey);
-	if (!z) {
-		z = fmt_zctx_new();
-		if (z)
-			pthread_setspecific(vf_zkey, z);
+	if (!z)
+		return;
+	pthread_mutex_lock(&vf_zpool_lock);
+	if (vf_zpool_n < VF_ZPOOL_MAX) {
+		vf_zpool[vf_zpool_n++] = z;
+		z = NULL;
 	}
-	return z;
+	pthread_mutex_unlock(&vf_zpool_lock);
+	fmt_zctx_free(z);
+}
+
+/* Decode a chunk payload with a borrowed context. */
+static ssize_t vf_chunk_decode(const uint8_t *pt, size_t len, bool compressed, uint8_t *out,
+			       size_t chunk_size)
+{
+	struct fmt_zctx *z = vf_zctx_get();
+	ssize_t n = fmt_chunk_decode(z, pt, len, compressed, out, chunk_size);
+
+	vf_zctx_put(z);
+	return n;
+}
+
+void vf_pool_trim(void)
+{
+	struct fmt_zctx *idle[VF_ZPOOL_MAX];
+	size_t n, i;
+
+	pthread_mutex_lock(&vf_zpool_lock);
+	n = vf_zpool_n;
+	memcpy(idle, vf_zpool, n * sizeof idle[0]);
+	vf_zpool_n = 0;
+	pthread_mutex_unlock(&vf_zpool_lock);
+	for (i = 0; i < n; i++)
+		fmt_zctx_free(idle[i]);
 }
 
 /* ---- the chunk map ---- */
@@ -328,8 +368,7 @@ static int vf_chunk_decrypt(struct vf_file *f, const struct fmt_chunk_ref *r, ui
 		rc = -EBADMSG;
 		goto out;
 	}
-	n = fmt_chunk_decode(vf_zctx_thread(), pt, (size_t)n, h.flags & FMT_FRAME_F_COMPRESSED, out,
-			     f->chunk_size);
+	n = vf_chunk_decode(pt, (size_t)n, h.flags & FMT_FRAME_F_COMPRESSED, out, f->chunk_size);
 	if (n < 0 || (size_t)n != r->raw_len) {
 		rc = -EBADMSG;
 		goto out;
@@ -937,9 +976,8 @@ static int vf_replay(struct vf_file *f, uint64_t pos, uint64_t fsize, bool have_
 			break;
 		}
 		if (h.type == FMT_FRAME_CHUNK) {
-			ssize_t rl = fmt_chunk_decode(vf_zctx_thread(), pt, (size_t)n,
-						      h.flags & FMT_FRAME_F_COMPRESSED, raw,
-						      f->chunk_size);
+			ssize_t rl = vf_chunk_decode(pt, (size_t)n, h.flags & FMT_FRAME_F_COMPRESSED,
+						     raw, f->chunk_size);
 			struct fmt_chunk_ref r = {.index = h.arg, .offset = pos, .seq = h.seq,
 						  .frame_len = (uint32_t)(total),
 						  .raw_len = (uint32_t)rl};

@@ -110,7 +110,7 @@ ssize_t fmt_frame_open(const unsigned char key[32], const uint8_t file_id[16], c
 /* ---- chunk payloads (docs/format.md 8.3) ----
  * plaintext = data_len u32 || data || zero padding, where data is the
  * chunk's bytes, zstd-compressed if that makes it smaller. */
-struct fmt_zctx; /* reusable zstd contexts; one per thread */
+struct fmt_zctx; /* reusable zstd contexts; one user at a time */
 struct fmt_zctx *fmt_zctx_new(void);
 void fmt_zctx_free(struct fmt_zctx *z);
 

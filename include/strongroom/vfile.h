@@ -97,4 +97,10 @@ int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned
 int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd,
 		       const char *tmpname, bool holes_for_bad);
 
+/* Free the idle decompression contexts that reads keep for reuse (one
+ * process-wide pool). Safe at any time: a context in use goes back to the
+ * pool when its read ends. vault_close, vault_fsck_close and
+ * vault_rotate_close call it, so a process that closed them holds none. */
+void vf_pool_trim(void);
+
 #endif
