@@ -741,17 +741,10 @@ bool audit_log_recovered(const struct audit_log *l)
 	return l->recovered;
 }
 
-int audit_log_close(struct audit_log *l)
+/* Stop the sync thread, wipe the keys, free. Called with mu held, which it
+ * releases; the segment is closed or abandoned. */
+static void log_free(struct audit_log *l)
 {
-	int rc = 0;
-
-	if (!l)
-		return 0;
-	pthread_mutex_lock(&l->mu);
-	if (l->fd >= 0)
-		rc = seg_close(l, "close");
-	if (!rc)
-		rc = l->err;
 	l->stop = true;
 	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
@@ -767,5 +760,33 @@ int audit_log_close(struct audit_log *l)
 	pthread_cond_destroy(&l->cv);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
+}
+
+int audit_log_close(struct audit_log *l)
+{
+	int rc = 0;
+
+	if (!l)
+		return 0;
+	pthread_mutex_lock(&l->mu);
+	if (l->fd >= 0)
+		rc = seg_close(l, "close");
+	if (!rc)
+		rc = l->err;
+	log_free(l);
 	return rc;
+}
+
+void audit_log_abandon(struct audit_log *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&l->mu);
+	if (l->fd >= 0) {
+		/* The records written stay, synced if the disk lets us; no
+		 * closing seal, so the next audit_log_open records a recovery. */
+		(void)log_datasync(l->fd);
+		seg_abandon(l, AUDIT_HF_RECOVERY);
+	}
+	log_free(l);
 }

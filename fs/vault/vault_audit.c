@@ -875,7 +875,20 @@ int vault_audit_shutdown(struct vault *v, int r)
 	if (e < 0 && r == 0)
 		r = e;
 	v->audit = NULL;
-	e = audit_log_close(a->log);
+	/* Only the unmount record may precede the closing seal (docs/audit.md
+	 * section 12). Without it (a full disk; in fail-open mode too) the
+	 * segment ends as a crash leaves one and the next mount records the
+	 * recovery, rather than a seal over a trail that lost its end. */
+	if (__atomic_load_n(&a->failing, __ATOMIC_ACQUIRE)) {
+		audit_log_abandon(a->log);
+		fprintf(stderr,
+			"strongroom: %s: no unmount record: the trail is left unsealed and the "
+			"next mount records a recovery\n",
+			a->dir);
+		e = 0;
+	} else {
+		e = audit_log_close(a->log);
+	}
 	if (e < 0) {
 		fprintf(stderr, "strongroom: %s: closing the audit trail failed: %s\n", a->dir,
 			strerror(-e));

@@ -186,6 +186,12 @@ void audit_process_name_get(uint32_t pid, char *out, size_t cap);
  * Accepts NULL. @return 0 or the first error seen (the log is freed anyway). */
 int audit_log_close(struct audit_log *log);
 
+/* Stop and free without the closing seal: the segment ends as a crash
+ * leaves one, so the next audit_log_open records a `recovery`. For a writer
+ * whose unmount record could not be written: only that record may precede
+ * a closing seal (docs/audit.md section 12). Accepts NULL. */
+void audit_log_abandon(struct audit_log *log);
+
 /* True if this log found an unsealed (crashed) or unreadable predecessor. */
 bool audit_log_recovered(const struct audit_log *log);
 

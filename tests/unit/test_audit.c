@@ -577,6 +577,32 @@ TEST(log_opened_after_a_crash_chains_on_and_records_the_recovery)
 	fx_done(&fx);
 }
 
+TEST(an_abandoned_log_is_unsealed_and_the_next_one_records_the_recovery)
+{
+	struct fixture fx;
+	struct audit_log *l;
+	struct audit_verify_result res;
+	fx_init(&fx);
+	CHECK_EQ(fx_open(&fx, NULL, &l), 0);
+	for (unsigned i = 0; i < 3; i++) {
+		struct audit_event ev = sample(i);
+		CHECK_EQ(audit_log_write(l, &ev), 0);
+	}
+	audit_log_abandon(l);
+	CHECK_EQ(fx_verify(&fx, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_UNSEALED);
+	CHECK_EQ(res.problem.record, 3);
+
+	CHECK_EQ(fx_open(&fx, NULL, &l), 0);
+	CHECK(audit_log_recovered(l));
+	CHECK_EQ(audit_log_close(l), 0);
+	CHECK_EQ(fx_verify(&fx, &res), 0);
+	CHECK_EQ(res.problem.status, AUDIT_INTACT);
+	CHECK_EQ(res.recoveries, 1);
+	audit_log_abandon(NULL);
+	fx_done(&fx);
+}
+
 TEST(a_failed_write_returns_the_errno_and_leaves_no_trace)
 {
 	struct fixture fx;
@@ -1028,6 +1054,7 @@ int main(void)
 	RUN(verify_reports_an_unsealed_tail_as_a_crash_after_record_n);
 	RUN(verify_accepts_a_torn_record_at_the_end_of_a_crashed_segment);
 	RUN(log_opened_after_a_crash_chains_on_and_records_the_recovery);
+	RUN(an_abandoned_log_is_unsealed_and_the_next_one_records_the_recovery);
 	RUN(a_failed_write_returns_the_errno_and_leaves_no_trace);
 	RUN(a_rotation_that_cannot_write_its_new_segment_fails_the_write);
 	RUN(after_a_failed_sync_every_write_fails_with_eio);
