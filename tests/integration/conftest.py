@@ -40,6 +40,16 @@ VALGRIND_LOGS = os.environ.get("SR_VALGRIND_LOGS")
 SLOW = 6 if VALGRIND_LOGS else 1
 
 
+def is_strongroom_process(name):
+    """True if name is the process name the audit trail records for a
+    strongroom command. Under tools/check --valgrind the process is
+    valgrind's tool (its name cut to 15 bytes, "memcheck-amd64-" on x86-64);
+    that name is accepted only then."""
+    if name == "strongroom":
+        return True
+    return bool(VALGRIND_LOGS) and re.fullmatch(r"memcheck-[a-z0-9]+-?", name or "") is not None
+
+
 def no_valgrind(reason):
     """Mark a test that cannot run with the driver under valgrind."""
     return pytest.mark.skipif(bool(VALGRIND_LOGS), reason=f"not under valgrind: {reason}")
