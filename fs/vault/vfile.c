@@ -126,8 +126,9 @@ static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
  * pool keeps at most as many as decodes ever ran at once (VF_ZPOOL_MAX idle
  * at most, more are freed on return). vf_pool_trim frees the idle ones;
  * vault_close calls it, so a driver exits holding none. Thread-specific
- * contexts were lost instead: their destructors do not run for threads still
- * alive when the process exits, libfuse's worker threads among them.
+ * contexts were reachable from their own thread only: lost in the copy of
+ * the driver that the alert hook forks (only the forking thread survives a
+ * fork), and never freed for a thread still alive when the process exits.
  */
 
 #define VF_ZPOOL_MAX 64
