@@ -529,7 +529,7 @@ int vault_close(struct vault *v)
 	pthread_mutex_destroy(&v->files_lock);
 	pthread_cond_destroy(&v->files_cond);
 	free(v);
-	vf_pool_trim(); /* no read of this vault is in flight any more */
+	vf_zctx_trim(); /* no read of this vault is in flight any more */
 	return r;
 }
 

@@ -851,5 +851,5 @@ void vault_fsck_close(struct vault_fsck *ck)
 		sodium_memzero(ck->buf, ck->bufcap);
 	free(ck->buf);
 	free(ck);
-	vf_pool_trim();
+	vf_zctx_trim();
 }

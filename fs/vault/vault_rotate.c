@@ -963,5 +963,5 @@ void vault_rotate_close(struct vault_rotate *rt)
 	}
 	free(rt->links);
 	free(rt);
-	vf_pool_trim();
+	vf_zctx_trim();
 }

@@ -124,7 +124,7 @@ static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
  * Reads decode under the shared lock, so each decode needs a context of its
  * own. A decode borrows one from a process-wide pool and gives it back; the
  * pool keeps at most as many as decodes ever ran at once (VF_ZPOOL_MAX idle
- * at most, more are freed on return). vf_pool_trim frees the idle ones;
+ * at most, more are freed on return). vf_zctx_trim frees the idle ones;
  * vault_close calls it, so a driver exits holding none. Thread-specific
  * contexts were reachable from their own thread only: lost in the copy of
  * the driver that the alert hook forks (only the forking thread survives a
@@ -175,7 +175,7 @@ static ssize_t vf_chunk_decode(const uint8_t *pt, size_t len, bool compressed, u
 	return n;
 }
 
-void vf_pool_trim(void)
+void vf_zctx_trim(void)
 {
 	struct fmt_zctx *idle[VF_ZPOOL_MAX];
 	size_t n, i;

@@ -101,6 +101,6 @@ int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd
  * process-wide pool). Safe at any time: a context in use goes back to the
  * pool when its read ends. vault_close, vault_fsck_close and
  * vault_rotate_close call it, so a process that closed them holds none. */
-void vf_pool_trim(void);
+void vf_zctx_trim(void);
 
 #endif
