@@ -292,6 +292,25 @@ void vault_watch_rules_load(struct vault *v);
 /* Every record written to the trail passes here (no vault lock held but
  * maybe v->ns shared). */
 void vault_watch_event(struct vault *v, const struct audit_event *ev);
+/* An admin action's record (path "/"), by the caller or by the driver. */
+int vault_watch_record(struct vault *v, const struct vault_caller *by, enum audit_event_type type,
+		       const char *level, const char *detail);
+/* Stop every operation of the vault (invariant 1 of vault_watch.c): the
+ * admin mutex, w->keys and v->ns, all exclusive. -ENOKEY (nothing held) if
+ * level is locked. vault_watch_resume releases them. */
+int vault_watch_quiesce(struct vault *v, unsigned level);
+void vault_watch_resume(struct vault *v);
+/* Seal every open file of level (v->ns exclusive). */
+int vault_watch_seal_level(struct vault *v, unsigned level);
+/* Lock level in this mount only (not saved in watch.state); why ends the
+ * record's detail. */
+int vault_watch_lock_now(struct vault *v, struct kr_keyring *kr, unsigned level,
+			 const struct vault_caller *by, const char *why);
+
+/* ---- vault_rotate.c ---- */
+
+/* A fresh ADMIN_ROTATE_TMP_PREFIX name. */
+void vault_rotate_tmpname(char tmp[FMT_NAME_MAX + 1]);
 
 /* ---- vault_acl.c: POSIX.1e ACLs in the kernel's xattr format (pure) ---- */
 
