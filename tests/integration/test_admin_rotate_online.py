@@ -211,3 +211,24 @@ def test_staff_cannot_rotate_a_mounted_store(staff_vault):
     assert tree_files(v.store) == before
     assert not (v.store / "rotate.state").exists()
     v.unmount()
+
+
+def test_an_open_file_of_two_names_stays_one_file_through_an_online_rotation(fresh_vault):
+    v = fresh_vault
+    v.mount()
+    (v.mnt / "a.txt").write_bytes(b"first\n")
+    os.link(v.mnt / "a.txt", v.mnt / "b.txt")
+    w = open(v.mnt / "a.txt", "ab", buffering=0)
+    p = rotate(v)
+    assert "while mounted" in p.stdout
+    w.write(b"second\n")
+    os.fsync(w.fileno())
+    w.close()
+    assert (v.mnt / "b.txt").read_bytes() == b"first\nsecond\n"
+    v.unmount()
+    v.mount()
+    assert (v.mnt / "a.txt").read_bytes() == b"first\nsecond\n"
+    assert (v.mnt / "b.txt").read_bytes() == b"first\nsecond\n"
+    assert os.stat(v.mnt / "a.txt").st_ino == os.stat(v.mnt / "b.txt").st_ino
+    v.unmount()
+    assert fsck_rc(v.store, v.passfile)[0] == 0
