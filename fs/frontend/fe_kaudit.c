@@ -435,7 +435,8 @@ static int ka_request(struct fe_kaudit *k, int type, const void *data, size_t le
 	m->h.nlmsg_type = (uint16_t)type;
 	m->h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
 	m->h.nlmsg_seq = ++k->seq;
-	memcpy(m->data, data, len);
+	if (len)
+		memcpy(m->data, data, len);
 	n = send(k->req_fd, m, m->h.nlmsg_len, 0);
 	free(m);
 	if (n < 0)

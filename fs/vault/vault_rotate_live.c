@@ -179,9 +179,9 @@ static int live_reopen_one(struct vault_live_rotate *lr, struct live_reopen *re)
 	if (re->tmp)
 		(void)store_unlinkat(dfd, slash + 1, 0);
 	store_close(dfd);
-	if (r < 0) {
+	if (r != 0) {
 		vf_close(nf);
-		return r;
+		return r < 0 ? r : -EIO;
 	}
 	pthread_mutex_lock(&v->files_lock);
 	old = re->of->f;
