@@ -60,11 +60,20 @@ struct vault_dir {
 	uint32_t mode, uid, gid;
 	unsigned char *xattrs; /* attribute blob, malloc'd, may be NULL */
 	size_t xattrs_len;
+	/* Whether the folder holds names encrypted above its own level
+	 * (vault_policy_sname_find probes the other levels only then): a
+	 * VAULT_HIGHER_* value, read and set atomically under v->ns shared. */
+	uint8_t higher;
 	/* under v->dcache_lock */
 	unsigned refs;
 	bool cached;
 	struct vault_dir *hnext, *lru_prev, *lru_next;
 };
+
+/* vault_dir.higher. UNKNOWN until this mount created the folder or listed
+ * all of it; a read-only mount never trusts NONE (the writer changes the
+ * store under it). */
+enum { VAULT_HIGHER_UNKNOWN, VAULT_HIGHER_NONE, VAULT_HIGHER_SOME };
 
 /* The store name of one plaintext name in one directory. */
 struct vault_sname {
@@ -360,7 +369,7 @@ int vault_policy_dir_check(struct vault *v, const struct vault_caller *c, const 
 int vault_policy_open_check(struct vault *v, const struct vault_caller *c, struct vault_loc *loc,
 			    struct vault_handle **h);
 /* Store name of an entry at obj_level in d: under max(d->level, obj_level). */
-int vault_policy_sname_make(const struct vault *v, const struct vault_dir *d, const char *name,
+int vault_policy_sname_make(const struct vault *v, struct vault_dir *d, const char *name,
 			    size_t len, unsigned obj_level, struct vault_sname *sn);
 /* Store name of an existing entry (tried under d's level, then every other
  * held level), else the name a new entry gets (d's level). */
