@@ -49,6 +49,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1768,7 +1769,13 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	}
 	fe->se = se;
 	/* Handlers first: a SIGINT or SIGTERM that comes as soon as the mount
-	 * is visible must stop it cleanly, not kill the driver. */
+	 * is visible must stop it cleanly, not kill the driver. libfuse only
+	 * takes over a signal left at its default, and a driver started in
+	 * the background of a script inherits SIGINT ignored: the signals
+	 * that stop the mount are put back to their default first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (fuse_set_signal_handlers(se) != 0) {
 		err = -EIO;
 		goto out;
