@@ -11,7 +11,9 @@
  * next to the raw primitives the engine is built from: libsodium's
  * XChaCha20-Poly1305 on whole chunks and zstd level 3 on whole chunks. It
  * also prints the store bytes the CSV data took against zstd -3 of the same
- * data at the same chunk size. tools/bench runs the same engine under FUSE
+ * data at the same chunk size, and the process's CPU seconds per GiB written
+ * (all threads: the figure that stays put when the machine is busy and
+ * elapsed times are not). tools/bench runs the same engine under FUSE
  * next to other filesystems.
  *
  * Each figure is the median of --runs runs. Writes end with vf_close (the
@@ -211,6 +213,15 @@ static double bench_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CPU seconds (user + system) of the whole process, every thread. */
+static double bench_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int bench_dcmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -304,17 +315,20 @@ static int bench_store_open(struct bench_store *bs, const struct bench_opts *o, 
 /* ---- the measurements ---- */
 
 /* Write data through a new engine file, close it; then read it back from a
- * fresh open and compare. wsecs and rsecs get the times, store_bytes the
- * ciphertext file's size. */
+ * fresh open and compare. wsecs and rsecs get the times, wcpu the CPU
+ * seconds of the write (the process, so helper threads count),
+ * store_bytes the ciphertext file's size. */
 static int bench_engine_once(struct bench_store *bs, const uint8_t *data, uint64_t size,
-			     uint8_t *rbuf, double *wsecs, double *rsecs, uint64_t *store_bytes)
+			     uint8_t *rbuf, double *wsecs, double *wcpu, double *rsecs,
+			     uint64_t *store_bytes)
 {
 	struct vf_file *f = NULL;
 	struct stat st;
-	double t0;
+	double t0, c0;
 	int err;
 
 	unlinkat(bs->dir, "bench", 0);
+	c0 = bench_cpu();
 	t0 = bench_now();
 	err = vf_create(bs->kr, bs->dir, "bench", (unsigned)bs->level, S_IFREG | 0600, 0, 0, &f);
 	for (uint64_t off = 0; err == 0 && off < size; off += BENCH_IO_BYTES) {
@@ -330,6 +344,7 @@ static int bench_engine_once(struct bench_store *bs, const uint8_t *data, uint64
 		err = err ? err : cerr;
 	}
 	*wsecs = bench_now() - t0;
+	*wcpu = bench_cpu() - c0;
 	if (err)
 		return err;
 	if (fstatat(bs->dir, "bench", &st, 0) != 0)
@@ -446,10 +461,12 @@ out:
 static void bench_row(const struct bench_opts *o, uint32_t chunk, const char *what, const char *data,
 		      double value, const char *unit)
 {
+	int prec = strcmp(unit, "s") == 0 ? 2 : 1; /* CPU seconds per GiB are small */
+
 	if (o->csv)
-		printf("%u,%s,%s,%.1f,%s\n", chunk, what, data, value, unit);
+		printf("%u,%s,%s,%.*f,%s\n", chunk, what, data, prec, value, unit);
 	else
-		printf("  %-34s %-7s %10.1f %s\n", what, data, value, unit);
+		printf("  %-34s %-7s %10.*f %s\n", what, data, prec, value, unit);
 }
 
 static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t *const data[2])
@@ -459,7 +476,8 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 	size_t zcap = ZSTD_compressBound(chunk) * (size_t)((o->size + chunk - 1) / chunk);
 	uint8_t *rbuf = malloc(BENCH_IO_BYTES), *ct = malloc(chunk + 64), *zbuf = malloc(zcap),
 		*dbuf = malloc(chunk);
-	double w[BENCH_RUNS_MAX], r[BENCH_RUNS_MAX], e[BENCH_RUNS_MAX], d[BENCH_RUNS_MAX];
+	double w[BENCH_RUNS_MAX], wc[BENCH_RUNS_MAX], r[BENCH_RUNS_MAX], e[BENCH_RUNS_MAX];
+	double d[BENCH_RUNS_MAX];
 	double zc[BENCH_RUNS_MAX], zd[BENCH_RUNS_MAX];
 	uint64_t store_bytes[2] = {0, 0}, zbytes[2] = {0, 0};
 	int err;
@@ -484,7 +502,7 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 		bool ok = true;
 
 		for (unsigned i = 0; i < o->runs; i++) {
-			err = bench_engine_once(&bs, data[k], o->size, rbuf, &w[i], &r[i],
+			err = bench_engine_once(&bs, data[k], o->size, rbuf, &w[i], &wc[i], &r[i],
 						&store_bytes[k]);
 			if (err) {
 				cli_err("bench", "engine %s run: %s", kinds[k], strerror(-err));
@@ -501,6 +519,8 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 		}
 		bench_row(o, chunk, "engine write (vf_write + seal)", kinds[k],
 			  bench_mbps(o->size, bench_median(w, o->runs)), "MB/s");
+		bench_row(o, chunk, "engine write CPU per GiB", kinds[k],
+			  bench_median(wc, o->runs) * (double)(1u << 30) / (double)o->size, "s");
 		bench_row(o, chunk, "engine read (vf_read of a fresh open)", kinds[k],
 			  bench_mbps(o->size, bench_median(r, o->runs)), "MB/s");
 		bench_row(o, chunk, "xchacha20poly1305 seal", kinds[k],
