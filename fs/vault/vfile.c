@@ -107,10 +107,14 @@ struct vf_file {
 	struct vf_cache_slot cache[VF_CACHE_SLOTS];
 	unsigned cache_next;
 
-	struct fmt_zctx *z; /* compression, under the exclusive lock */
-	uint8_t *wbuf;	    /* frames of one flush, under the exclusive lock */
+	/* Write buffers, under the exclusive lock. They live from the first
+	 * write to the next seal, so a long write allocates (and faults in)
+	 * its chunk, plaintext and frame buffers once, not at every flush. */
+	uint8_t *wbuf; /* frames of one flush */
 	size_t wbuf_cap;
-	uint8_t *spare[2]; /* freed dirty chunk buffers, reused */
+	uint8_t *ptbuf;		    /* one chunk plaintext; wiped after each flush */
+	struct fmt_chunk_ref *refs; /* dirty_max entries: one flush's new map entries */
+	uint8_t **spare;	    /* dirty_max freed dirty chunk buffers, reused */
 	size_t nspare;
 };
 
@@ -119,7 +123,9 @@ static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
 	return index << f->chunk_log2;
 }
 
-/* ---- thread-local zstd contexts for shared readers ---- */
+/* ---- thread-local zstd contexts: shared readers decompress at once, and a
+ * flush compresses on whichever thread holds the exclusive lock (one
+ * context per thread, not one per open file) ---- */
 
 static pthread_key_t vf_zkey;
 static pthread_once_t vf_zonce = PTHREAD_ONCE_INIT;
@@ -398,7 +404,7 @@ static void vf_chunk_buf_put(struct vf_file *f, uint8_t *b)
 {
 	if (!b)
 		return;
-	if (f->nspare < sizeof f->spare / sizeof f->spare[0]) {
+	if (f->spare && f->nspare < f->dirty_max) {
 		f->spare[f->nspare++] = b;
 		return; /* wiped (zeroed) when handed out again or at vf_free */
 	}
@@ -431,46 +437,47 @@ static int vf_append(struct vf_file *f, const uint8_t *buf, size_t len)
 static int vf_flush_dirty(struct vf_file *f)
 {
 	size_t fmax = FMT_FRAME_HEADER_BYTES + fmt_chunk_bound(f->chunk_size) + FMT_FRAME_TAG_BYTES;
-	size_t ptcap = fmt_chunk_bound(f->chunk_size), used = 0;
-	uint8_t *buf, *pt = NULL;
-	struct fmt_chunk_ref *refs = NULL;
+	size_t ptcap = fmt_chunk_bound(f->chunk_size), ptmax = 0, used = 0;
+	struct fmt_zctx *z = vf_zctx_thread();
+	struct fmt_chunk_ref *refs = f->refs;
+	uint8_t *buf, *pt;
 	uint64_t base = f->end;
 	int rc = 0;
 
 	if (f->ndirty == 0)
 		return 0;
-	if (!f->z && !(f->z = fmt_zctx_new()))
+	if (!z)
 		return -ENOMEM;
 	if (f->wbuf_cap < fmax * f->ndirty) {
-		uint8_t *nb = realloc(f->wbuf, fmax * f->ndirty);
+		/* Sized for the whole dirty set at once, so it grows once. */
+		uint8_t *nb = realloc(f->wbuf, fmax * f->dirty_max);
 		if (!nb)
 			return -ENOMEM;
 		f->wbuf = nb;
-		f->wbuf_cap = fmax * f->ndirty;
+		f->wbuf_cap = fmax * f->dirty_max;
 	}
+	if (!f->ptbuf && !(f->ptbuf = malloc(ptcap)))
+		return -ENOMEM;
 	buf = f->wbuf;
-	pt = malloc(ptcap);
-	refs = calloc(f->ndirty, sizeof *refs);
-	if (!pt || !refs) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	pt = f->ptbuf;
 	qsort(f->dirty, f->ndirty, sizeof *f->dirty, vf_dirty_cmp);
 	for (size_t i = 0; i < f->ndirty; i++) {
 		struct vf_dirty *d = &f->dirty[i];
 		struct fmt_frame_header h = {.type = FMT_FRAME_CHUNK, .seq = f->next_seq + i,
 					     .arg = d->index};
 		bool comp;
-		ssize_t plen = fmt_chunk_encode(f->z, d->data, d->len, f->compress, f->pad_log2,
+		ssize_t plen = fmt_chunk_encode(z, d->data, d->len, f->compress, f->pad_log2,
 						f->chunk_size, pt, ptcap, &comp);
 		ssize_t flen;
 		if (plen < 0) {
 			rc = (int)plen;
 			goto out;
 		}
+		if ((size_t)plen > ptmax)
+			ptmax = (size_t)plen;
 		h.flags = comp ? FMT_FRAME_F_COMPRESSED : 0;
 		flen = fmt_frame_seal(f->content_key, f->file_id, &h, pt, (size_t)plen, buf + used,
-				      fmax * f->ndirty - used);
+				      f->wbuf_cap - used);
 		if (flen < 0) {
 			rc = (int)flen;
 			goto out;
@@ -491,10 +498,9 @@ static int vf_flush_dirty(struct vf_file *f)
 	}
 	vf_dirty_clear(f);
 out:
-	if (pt)
-		sodium_memzero(pt, ptcap);
-	free(pt);
-	free(refs);
+	/* Only as far as a chunk plaintext of this flush reached (a failed
+	 * encode may have written up to its bound). */
+	sodium_memzero(pt, rc ? ptcap : ptmax);
 	return rc;
 }
 
@@ -596,6 +602,11 @@ static void vf_buffers_release(struct vf_file *f)
 	free(f->wbuf); /* ciphertext only */
 	f->wbuf = NULL;
 	f->wbuf_cap = 0;
+	if (f->ptbuf) {
+		sodium_memzero(f->ptbuf, fmt_chunk_bound(f->chunk_size));
+		free(f->ptbuf);
+		f->ptbuf = NULL;
+	}
 }
 
 /* Flush dirty chunks and append a SEAL frame with its locator. */
@@ -728,7 +739,9 @@ static int vf_level_setup(struct vf_file *f, unsigned level, unsigned chunk_log2
 	if (f->dirty_max == 0)
 		f->dirty_max = 1;
 	f->dirty = calloc(f->dirty_max, sizeof *f->dirty);
-	return f->dirty ? 0 : -ENOMEM;
+	f->refs = calloc(f->dirty_max, sizeof *f->refs);
+	f->spare = calloc(f->dirty_max, sizeof *f->spare);
+	return f->dirty && f->refs && f->spare ? 0 : -ENOMEM;
 }
 
 static void vf_free(struct vf_file *f)
@@ -738,6 +751,8 @@ static void vf_free(struct vf_file *f)
 	vf_dirty_clear(f);
 	free(f->dirty);
 	vf_buffers_release(f);
+	free(f->spare);
+	free(f->refs);
 	for (int i = 0; i < VF_CACHE_SLOTS; i++) {
 		if (f->cache[i].data) {
 			sodium_memzero(f->cache[i].data, f->chunk_size);
@@ -746,7 +761,6 @@ static void vf_free(struct vf_file *f)
 	}
 	free(f->map);
 	free(f->xattrs);
-	fmt_zctx_free(f->z);
 	pthread_rwlock_destroy(&f->lock);
 	pthread_mutex_destroy(&f->cache_lock);
 	free(f);
