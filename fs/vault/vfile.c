@@ -53,6 +53,9 @@
 #define VF_CACHE_SLOTS 2
 #define VF_SEQ_RECOVERY_GAP (1ull << 32)
 #define VF_TMP_NAME_BYTES 64
+/* After a chunk that zstd did not shrink, the file's next chunks are stored
+ * raw without trying, and every VF_ZSTD_RETRY-th one tries again. */
+#define VF_ZSTD_RETRY 16
 
 struct vf_dirty {
 	uint64_t index;
@@ -100,6 +103,11 @@ struct vf_file {
 	uint64_t seal_len; /* its length incl. locator */
 	uint64_t synced_end;
 	uint64_t next_seq;
+	/* Chunks still to store raw before zstd is tried again: random data
+	 * (media, archives, ciphertext) costs a zstd pass per chunk for
+	 * nothing otherwise. Under the exclusive lock; starts at 0 (try) at
+	 * every open. */
+	unsigned zskip;
 
 	struct vf_dirty *dirty;
 	size_t ndirty, dirty_max;
@@ -433,6 +441,15 @@ static int vf_append(struct vf_file *f, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* Whole: every byte of the chunk written (or loaded). A chunk written
+ * from its middle is not, although its len may reach the end: the kernel
+ * hands the driver the pieces of a sequential write on several threads, and
+ * the piece that starts a chunk can arrive after the one that ends it. */
+static bool vf_dirty_whole(const struct vf_file *f, const struct vf_dirty *d)
+{
+	return d->lo == 0 && d->len == f->chunk_size;
+}
+
 /* Write every dirty chunk as a CHUNK frame, in one pwrite. */
 static int vf_flush_dirty(struct vf_file *f)
 {
@@ -465,14 +482,22 @@ static int vf_flush_dirty(struct vf_file *f)
 		struct vf_dirty *d = &f->dirty[i];
 		struct fmt_frame_header h = {.type = FMT_FRAME_CHUNK, .seq = f->next_seq + i,
 					     .arg = d->index};
-		bool comp;
-		ssize_t plen = fmt_chunk_encode(z, d->data, d->len, f->compress, f->pad_log2,
-						f->chunk_size, pt, ptcap, &comp);
+		/* Only a whole chunk is evidence: a short or sparse one (a
+		 * few bytes, or zeros around a small write) says nothing of
+		 * the data, and is always tried. */
+		bool whole = vf_dirty_whole(f, d);
+		bool ztry = f->compress > 0 && (f->zskip == 0 || !whole), comp;
+		ssize_t plen = fmt_chunk_encode(z, d->data, d->len, ztry ? f->compress : 0,
+						f->pad_log2, f->chunk_size, pt, ptcap, &comp);
 		ssize_t flen;
 		if (plen < 0) {
 			rc = (int)plen;
 			goto out;
 		}
+		if (whole && f->zskip)
+			f->zskip--;
+		else if (whole && ztry)
+			f->zskip = comp ? 0 : VF_ZSTD_RETRY - 1;
 		if ((size_t)plen > ptmax)
 			ptmax = (size_t)plen;
 		h.flags = comp ? FMT_FRAME_F_COMPRESSED : 0;
@@ -502,15 +527,6 @@ out:
 	 * encode may have written up to its bound). */
 	sodium_memzero(pt, rc ? ptcap : ptmax);
 	return rc;
-}
-
-/* Whole: every byte of the chunk written (or loaded). A chunk written
- * from its middle is not, although its len may reach the end: the kernel
- * hands the driver the pieces of a sequential write on several threads, and
- * the piece that starts a chunk can arrive after the one that ends it. */
-static bool vf_dirty_whole(const struct vf_file *f, const struct vf_dirty *d)
-{
-	return d->lo == 0 && d->len == f->chunk_size;
 }
 
 /* The dirty set is full: append the whole chunks and keep the partly
