@@ -55,8 +55,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fe_kaudit.h"
 #include "strongroom/frontend.h"
 #include "strongroom/vault.h"
+#include "strongroom/watch.h"
 
 /* The driver is the only writer, so the kernel may trust attributes and
  * names for a while; short enough that policy changes show up quickly. */
@@ -130,6 +132,7 @@ struct fe {
 	struct fe_node *by_ino[FE_HASH_BUCKETS];
 	struct fe_dentry *by_name[FE_HASH_BUCKETS];
 	struct fe_hold *holds_dead; /* of freed nodes, to release (invariant 7) */
+	struct fe_kaudit *kaudit;   /* the kernel's refusals (fe_kaudit.h), or NULL */
 };
 
 struct fe_caller {
@@ -356,14 +359,12 @@ static size_t fe_path_len(const struct fe *fe, const struct fe_node *n)
 	return len;
 }
 
-/* The path of n, plus "/name" if name is given. Owned by the caller.
- * NULL with *err = ENOENT for an unlinked node, ENOMEM on allocation. */
-static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *err)
+/* fe_path with fe->tbl held. */
+static char *fe_path_locked(struct fe *fe, struct fe_node *n, const char *name, int *err)
 {
 	size_t base, extra = name ? strlen(name) + 1 : 0, pos;
 	char *p = NULL;
 
-	pthread_mutex_lock(&fe->tbl);
 	base = fe_path_len(fe, n);
 	if (base == 0) {
 		*err = ENOENT;
@@ -398,6 +399,37 @@ static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *er
 	}
 	p[pos] = '\0';
 out:
+	return p;
+}
+
+/* The path of n, plus "/name" if name is given. Owned by the caller.
+ * NULL with *err = ENOENT for an unlinked node, ENOMEM on allocation. */
+static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *err)
+{
+	char *p;
+
+	pthread_mutex_lock(&fe->tbl);
+	p = fe_path_locked(fe, n, name, err);
+	pthread_mutex_unlock(&fe->tbl);
+	return p;
+}
+
+/* fe_kaudit_path_fn: the path of the node the kernel knows as st_ino ino. */
+static char *fe_kaudit_path(void *ctx, uint64_t ino, const char *name)
+{
+	struct fe *fe = ctx;
+	struct fe_node *n = NULL;
+	char *p = NULL;
+	int err;
+
+	pthread_mutex_lock(&fe->tbl);
+	if (fe->root.ino == ino)
+		n = &fe->root;
+	for (struct fe_node *c = fe->by_ino[fe_hash_ino(ino)]; c && !n; c = c->hnext)
+		if (c->ino == ino)
+			n = c;
+	if (n)
+		p = fe_path_locked(fe, n, name, &err);
 	pthread_mutex_unlock(&fe->tbl);
 	return p;
 }
@@ -1672,6 +1704,33 @@ static void fe_table_free(struct fe *fe)
 	}
 }
 
+/* Record the kernel's own refusals when asked or when the kernel's audit
+ * is on (fe_kaudit.h). @return 0, or -errno if they were required. */
+static int fe_kernel_denials_start(struct fe *fe)
+{
+	struct vault_watch_status st;
+	const char *why = NULL;
+	int r;
+
+	vault_watch_status(fe->v, &st);
+	if (fe->o->kernel_denials == FE_KDENIALS_OFF || !st.audited) {
+		if (fe->o->kernel_denials == FE_KDENIALS_ON) {
+			fprintf(stderr,
+				"strongroom: %s: --audit-kernel-denials needs the audit trail\n",
+				fe->o->mountpoint);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	r = fe_kaudit_start(fe->v, fe->o->mountpoint, fe_kaudit_path, fe, &fe->kaudit, &why);
+	if (r < 0 && fe->o->kernel_denials == FE_KDENIALS_ON) {
+		fprintf(stderr, "strongroom: %s: cannot record the kernel's refusals: %s\n",
+			fe->o->mountpoint, why ? why : strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 int fe_run(struct vault *v, const struct fe_options *o)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -1720,6 +1779,9 @@ int fe_run(struct vault *v, const struct fe_options *o)
 		goto out;
 	}
 	mounted = true;
+	err = fe_kernel_denials_start(fe);
+	if (err)
+		goto out;
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		err = -ENOMEM;
@@ -1737,6 +1799,8 @@ int fe_run(struct vault *v, const struct fe_options *o)
 		err = 0;
 	}
 out:
+	fe_kaudit_stop(fe->kaudit); /* it writes to the trail: before the vault closes */
+	fe->kaudit = NULL;
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (mounted)
