@@ -143,6 +143,11 @@ struct vault {
 	struct pol_policy *policy; /* compiled policy, NULL if none; under v->ns */
 	struct vault_audit *audit; /* the open trail, NULL when not audited */
 	struct vault_watch *watch; /* freezes, level locks, alert rules (vault_watch.c) */
+	/* Encodes the chunks of a file's flush on several cores (vf_pool.h),
+	 * lent to every open file; NULL read-only or when it could not start
+	 * (files then encode on the flushing thread alone). Freed after the
+	 * last file is closed. */
+	struct vf_pool *pool;
 };
 
 /* vault_times_by_caller: kept in v->flags beside the public flags. */

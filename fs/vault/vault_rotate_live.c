@@ -183,6 +183,7 @@ static int live_reopen_one(struct vault_live_rotate *lr, struct live_reopen *re)
 		vf_close(nf);
 		return r < 0 ? r : -EIO;
 	}
+	vf_set_pool(nf, v->pool); /* as the file it replaces had */
 	pthread_mutex_lock(&v->files_lock);
 	old = re->of->f;
 	re->of->f = nf;
