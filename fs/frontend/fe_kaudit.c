@@ -377,10 +377,7 @@ static void *ka_thread(void *arg)
 	struct fe_kaudit *k = arg;
 	struct pollfd p[2] = {{k->mc_fd, POLLIN, 0}, {k->wake[0], POLLIN, 0}};
 	char *buf = malloc(KA_MSG_MAX + 1);
-	sigset_t all;
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (buf) {
 		ssize_t n;
 
@@ -628,6 +625,7 @@ int fe_kaudit_start(struct vault *v, const char *mountpoint, fe_kaudit_path_fn p
 	struct timeval tv = {2, 0};
 	struct audit_status st = {0};
 	struct fe_kaudit *k;
+	sigset_t all, old;
 	int r;
 
 	*out = NULL;
@@ -690,7 +688,12 @@ int fe_kaudit_start(struct vault *v, const char *mountpoint, fe_kaudit_path_fn p
 		}
 		k->rules[i] = true;
 	}
+	/* Created with every signal blocked (it never unblocks one): a SIGINT
+	 * must reach the request loop, even in the instant the thread starts. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	r = -pthread_create(&k->thread, NULL, ka_thread, k);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0) {
 		*why = "cannot start the audit reader";
 		goto fail;
