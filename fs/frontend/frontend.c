@@ -119,6 +119,7 @@ struct fe_dir {
 	pthread_mutex_t lock;
 	bool have, plus;
 	struct vault_dirlist l;
+	struct fe_dir *next, *prev; /* fe->dirs, under fe->tbl */
 };
 
 struct fe {
@@ -134,6 +135,9 @@ struct fe {
 	struct fe_dentry *by_name[FE_HASH_BUCKETS];
 	struct fe_hold *holds_dead; /* of freed nodes, to release (invariant 7) */
 	struct fe_kaudit *kaudit;   /* the kernel's refusals (fe_kaudit.h), or NULL */
+	/* Open directories: the kernel may not release them all before the
+	 * session ends (an unmount racing a close); freed at the end. */
+	struct fe_dir *dirs;
 };
 
 struct fe_caller {
@@ -1253,6 +1257,31 @@ static void fe_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 /* ---- directories ---- */
 
+static void fe_dir_link(struct fe *fe, struct fe_dir *d)
+{
+	pthread_mutex_lock(&fe->tbl);
+	d->next = fe->dirs;
+	if (fe->dirs)
+		fe->dirs->prev = d;
+	fe->dirs = d;
+	pthread_mutex_unlock(&fe->tbl);
+}
+
+static void fe_dir_free(struct fe *fe, struct fe_dir *d)
+{
+	pthread_mutex_lock(&fe->tbl);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fe->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fe->tbl);
+	vault_dirlist_free(&d->l);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
 static void fe_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fe_dir *d = calloc(1, sizeof(*d));
@@ -1263,19 +1292,14 @@ static void fe_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		pthread_mutex_destroy(&d->lock);
-		free(d);
-	}
+	fe_dir_link(fe_of(req), d);
+	if (fuse_reply_open(req, fi) != 0)
+		fe_dir_free(fe_of(req), d);
 }
 
 static void fe_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fe_dir *d = (struct fe_dir *)(uintptr_t)fi->fh;
-
-	vault_dirlist_free(&d->l);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	fe_dir_free(fe_of(req), (struct fe_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1680,6 +1704,8 @@ static int fe_files_release(struct fe *fe)
 /* Free what is left of the table after the session ended. */
 static void fe_table_free(struct fe *fe)
 {
+	while (fe->dirs)
+		fe_dir_free(fe, fe->dirs);
 	for (size_t i = 0; i < FE_HASH_BUCKETS; i++) {
 		while (fe->by_name[i]) {
 			struct fe_dentry *d = fe->by_name[i];
