@@ -57,3 +57,26 @@ int kr_level_restore(struct kr_keyring *kr, const struct kr_keyring *from, unsig
 	__atomic_fetch_and(&kr->forgotten, ~(1u << level), __ATOMIC_ACQ_REL);
 	return 0;
 }
+
+int kr_level_adopt(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
+{
+	if (level >= KR_MAX_LEVELS || !kr_level_held(kr, level))
+		return -ENOKEY;
+	if (sodium_memcmp(kr->cfg.vault_id, from->cfg.vault_id, KR_VAULT_ID_BYTES) != 0)
+		return -EXDEV;
+	if (!kr_level_held(from, level))
+		return -ENOKEY;
+	if (from->gen[level] <= kr->gen[level])
+		return -ESTALE;
+	/* In place: the subkey pointers handed out stay valid and now give
+	 * the new keys (the caller stopped every user first). */
+	memcpy(kr->sec->level_key[level], from->sec->level_key[level], KR_KEY_BYTES);
+	memcpy(kr->sec->level_sub[level], from->sec->level_sub[level],
+	       sizeof kr->sec->level_sub[level]);
+	sodium_memzero(kr->sec->level_next[level], KR_KEY_BYTES);
+	if (!kr->roots_gone)
+		memcpy(kr->sec->level_root[level], from->sec->level_root[level], KR_KEY_BYTES);
+	kr->gen[level] = from->gen[level];
+	kr->next_gen[level] = 0;
+	return 0;
+}

@@ -115,9 +115,9 @@ static void fmt_frame_ad(const uint8_t file_id[16], const uint8_t hdr[FMT_FRAME_
 	memcpy(ad + 16, hdr, FMT_FRAME_HEADER_BYTES);
 }
 
-ssize_t fmt_frame_seal(const unsigned char key[32], const uint8_t file_id[16],
-		       struct fmt_frame_header *h, const uint8_t *pt, size_t len, uint8_t *out,
-		       size_t cap)
+ssize_t fmt_frame_seal_nonce(const unsigned char key[32], const uint8_t file_id[16],
+			     struct fmt_frame_header *h, const uint8_t *pt, size_t len, uint8_t *out,
+			     size_t cap)
 {
 	uint8_t ad[16 + FMT_FRAME_HEADER_BYTES];
 	unsigned long long clen;
@@ -126,13 +126,20 @@ ssize_t fmt_frame_seal(const unsigned char key[32], const uint8_t file_id[16],
 		return -EINVAL;
 	if (cap < FMT_FRAME_HEADER_BYTES + len + AEAD_ABYTES)
 		return -ENOSPC;
-	randombytes_buf(h->nonce, sizeof h->nonce);
 	h->payload_len = (uint32_t)(len + AEAD_ABYTES);
 	fmt_frame_header_encode(h, out);
 	fmt_frame_ad(file_id, out, ad);
 	crypto_aead_xchacha20poly1305_ietf_encrypt(out + FMT_FRAME_HEADER_BYTES, &clen, pt, len, ad,
 						   sizeof ad, NULL, h->nonce, key);
 	return (ssize_t)(FMT_FRAME_HEADER_BYTES + clen);
+}
+
+ssize_t fmt_frame_seal(const unsigned char key[32], const uint8_t file_id[16],
+		       struct fmt_frame_header *h, const uint8_t *pt, size_t len, uint8_t *out,
+		       size_t cap)
+{
+	randombytes_buf(h->nonce, sizeof h->nonce);
+	return fmt_frame_seal_nonce(key, file_id, h, pt, len, out, cap);
 }
 
 ssize_t fmt_frame_open(const unsigned char key[32], const uint8_t file_id[16], const uint8_t *frame,

@@ -49,14 +49,17 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "fe_kaudit.h"
 #include "strongroom/frontend.h"
 #include "strongroom/vault.h"
+#include "strongroom/watch.h"
 
 /* The driver is the only writer, so the kernel may trust attributes and
  * names for a while; short enough that policy changes show up quickly. */
@@ -116,6 +119,7 @@ struct fe_dir {
 	pthread_mutex_t lock;
 	bool have, plus;
 	struct vault_dirlist l;
+	struct fe_dir *next, *prev; /* fe->dirs, under fe->tbl */
 };
 
 struct fe {
@@ -130,6 +134,10 @@ struct fe {
 	struct fe_node *by_ino[FE_HASH_BUCKETS];
 	struct fe_dentry *by_name[FE_HASH_BUCKETS];
 	struct fe_hold *holds_dead; /* of freed nodes, to release (invariant 7) */
+	struct fe_kaudit *kaudit;   /* the kernel's refusals (fe_kaudit.h), or NULL */
+	/* Open directories: the kernel may not release them all before the
+	 * session ends (an unmount racing a close); freed at the end. */
+	struct fe_dir *dirs;
 };
 
 struct fe_caller {
@@ -356,14 +364,12 @@ static size_t fe_path_len(const struct fe *fe, const struct fe_node *n)
 	return len;
 }
 
-/* The path of n, plus "/name" if name is given. Owned by the caller.
- * NULL with *err = ENOENT for an unlinked node, ENOMEM on allocation. */
-static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *err)
+/* fe_path with fe->tbl held. */
+static char *fe_path_locked(struct fe *fe, struct fe_node *n, const char *name, int *err)
 {
 	size_t base, extra = name ? strlen(name) + 1 : 0, pos;
 	char *p = NULL;
 
-	pthread_mutex_lock(&fe->tbl);
 	base = fe_path_len(fe, n);
 	if (base == 0) {
 		*err = ENOENT;
@@ -398,6 +404,37 @@ static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *er
 	}
 	p[pos] = '\0';
 out:
+	return p;
+}
+
+/* The path of n, plus "/name" if name is given. Owned by the caller.
+ * NULL with *err = ENOENT for an unlinked node, ENOMEM on allocation. */
+static char *fe_path(struct fe *fe, struct fe_node *n, const char *name, int *err)
+{
+	char *p;
+
+	pthread_mutex_lock(&fe->tbl);
+	p = fe_path_locked(fe, n, name, err);
+	pthread_mutex_unlock(&fe->tbl);
+	return p;
+}
+
+/* fe_kaudit_path_fn: the path of the node the kernel knows as st_ino ino. */
+static char *fe_kaudit_path(void *ctx, uint64_t ino, const char *name)
+{
+	struct fe *fe = ctx;
+	struct fe_node *n = NULL;
+	char *p = NULL;
+	int err;
+
+	pthread_mutex_lock(&fe->tbl);
+	if (fe->root.ino == ino)
+		n = &fe->root;
+	for (struct fe_node *c = fe->by_ino[fe_hash_ino(ino)]; c && !n; c = c->hnext)
+		if (c->ino == ino)
+			n = c;
+	if (n)
+		p = fe_path_locked(fe, n, name, &err);
 	pthread_mutex_unlock(&fe->tbl);
 	return p;
 }
@@ -1220,6 +1257,31 @@ static void fe_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 
 /* ---- directories ---- */
 
+static void fe_dir_link(struct fe *fe, struct fe_dir *d)
+{
+	pthread_mutex_lock(&fe->tbl);
+	d->next = fe->dirs;
+	if (fe->dirs)
+		fe->dirs->prev = d;
+	fe->dirs = d;
+	pthread_mutex_unlock(&fe->tbl);
+}
+
+static void fe_dir_free(struct fe *fe, struct fe_dir *d)
+{
+	pthread_mutex_lock(&fe->tbl);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		fe->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&fe->tbl);
+	vault_dirlist_free(&d->l);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
 static void fe_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fe_dir *d = calloc(1, sizeof(*d));
@@ -1230,19 +1292,14 @@ static void fe_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	fi->fh = (uint64_t)(uintptr_t)d;
-	if (fuse_reply_open(req, fi) != 0) {
-		pthread_mutex_destroy(&d->lock);
-		free(d);
-	}
+	fe_dir_link(fe_of(req), d);
+	if (fuse_reply_open(req, fi) != 0)
+		fe_dir_free(fe_of(req), d);
 }
 
 static void fe_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fe_dir *d = (struct fe_dir *)(uintptr_t)fi->fh;
-
-	vault_dirlist_free(&d->l);
-	pthread_mutex_destroy(&d->lock);
-	free(d);
+	fe_dir_free(fe_of(req), (struct fe_dir *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1647,6 +1704,8 @@ static int fe_files_release(struct fe *fe)
 /* Free what is left of the table after the session ended. */
 static void fe_table_free(struct fe *fe)
 {
+	while (fe->dirs)
+		fe_dir_free(fe, fe->dirs);
 	for (size_t i = 0; i < FE_HASH_BUCKETS; i++) {
 		while (fe->by_name[i]) {
 			struct fe_dentry *d = fe->by_name[i];
@@ -1670,6 +1729,33 @@ static void fe_table_free(struct fe *fe)
 			free(n);
 		}
 	}
+}
+
+/* Record the kernel's own refusals when asked or when the kernel's audit
+ * is on (fe_kaudit.h). @return 0, or -errno if they were required. */
+static int fe_kernel_denials_start(struct fe *fe)
+{
+	struct vault_watch_status st;
+	const char *why = NULL;
+	int r;
+
+	vault_watch_status(fe->v, &st);
+	if (fe->o->kernel_denials == FE_KDENIALS_OFF || !st.audited) {
+		if (fe->o->kernel_denials == FE_KDENIALS_ON) {
+			fprintf(stderr,
+				"strongroom: %s: --audit-kernel-denials needs the audit trail\n",
+				fe->o->mountpoint);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	r = fe_kaudit_start(fe->v, fe->o->mountpoint, fe_kaudit_path, fe, &fe->kaudit, &why);
+	if (r < 0 && fe->o->kernel_denials == FE_KDENIALS_ON) {
+		fprintf(stderr, "strongroom: %s: cannot record the kernel's refusals: %s\n",
+			fe->o->mountpoint, why ? why : strerror(-r));
+		return r;
+	}
+	return 0;
 }
 
 int fe_run(struct vault *v, const struct fe_options *o)
@@ -1709,7 +1795,13 @@ int fe_run(struct vault *v, const struct fe_options *o)
 	}
 	fe->se = se;
 	/* Handlers first: a SIGINT or SIGTERM that comes as soon as the mount
-	 * is visible must stop it cleanly, not kill the driver. */
+	 * is visible must stop it cleanly, not kill the driver. libfuse only
+	 * takes over a signal left at its default, and a driver started in
+	 * the background of a script inherits SIGINT ignored: the signals
+	 * that stop the mount are put back to their default first. */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	if (fuse_set_signal_handlers(se) != 0) {
 		err = -EIO;
 		goto out;
@@ -1720,6 +1812,9 @@ int fe_run(struct vault *v, const struct fe_options *o)
 		goto out;
 	}
 	mounted = true;
+	err = fe_kernel_denials_start(fe);
+	if (err)
+		goto out;
 	loop = fuse_loop_cfg_create();
 	if (!loop) {
 		err = -ENOMEM;
@@ -1737,6 +1832,8 @@ int fe_run(struct vault *v, const struct fe_options *o)
 		err = 0;
 	}
 out:
+	fe_kaudit_stop(fe->kaudit); /* it writes to the trail: before the vault closes */
+	fe->kaudit = NULL;
 	if (handlers)
 		fuse_remove_signal_handlers(se);
 	if (mounted)

@@ -31,6 +31,7 @@
 #include <sodium.h>
 
 #include "strongroom/store.h"
+#include "strongroom/vf_pool.h"
 #include "vault_internal.h"
 
 #define TREE_DIR "tree"
@@ -435,6 +436,8 @@ int vault_open(const char *store, const struct kr_keyring *kr, unsigned flags, s
 		r = v->tree_fd;
 		goto out;
 	}
+	if (!vault_ro(v))
+		v->pool = vf_pool_new(0); /* optional: NULL encodes serially */
 	r = vault_watch_init(v);
 	if (r == 0)
 		r = root_load(v);
@@ -508,6 +511,8 @@ int vault_close(struct vault *v)
 		pthread_mutex_destroy(&of->append_lock);
 		free(of);
 	}
+	vf_pool_free(v->pool); /* idle: every file is closed */
+	v->pool = NULL;
 	r = vault_audit_shutdown(v, r); /* every file sealed: record the unmount */
 	pthread_mutex_lock(&v->dcache_lock);
 	while ((d = v->lru_head))

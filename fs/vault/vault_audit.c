@@ -472,6 +472,32 @@ void vault_audit_denied(struct vault *v, const struct vault_caller *c, const cha
 	audit_denial_recorded = true;
 }
 
+/* ---- denials the kernel decided ---- */
+
+int vault_audit_kernel_denial(struct vault *v, const struct vault_caller *c, const char *process,
+			      const char *path, const char *what, int err)
+{
+	char detail[VAULT_AUDIT_DETAIL_BYTES], user[AUDIT_NAME_MAX + 1];
+	struct audit_event ev = { 0 };
+
+	if (!v->audit)
+		return 0;
+	snprintf(detail, sizeof(detail), "%s: refused by the kernel (mode bits or ACL)", what);
+	ev.type = AUDIT_EV_DENIAL;
+	ev.path = path;
+	ev.outcome = err;
+	ev.detail = detail;
+	ev.uid = (uint32_t)c->uid;
+	ev.gid = (uint32_t)c->gid;
+	ev.pid = (uint32_t)c->pid;
+	/* The process is usually gone by now: its name comes with the
+	 * kernel's record. */
+	audit_user_name(v->audit, ev.uid, user);
+	ev.user = user;
+	ev.process = process;
+	return audit_emit(v, &ev);
+}
+
 /* ---- handles ---- */
 
 /* The file's own level, from its authenticated header. */

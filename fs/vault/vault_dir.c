@@ -126,7 +126,7 @@ static enum entry_kind entry_kind(const char *n)
 /* Plaintext name of store entry sname (kind ENT_NAME or ENT_LONG) of d.
  * @return its length, or -errno (the entry is then skipped). */
 static ssize_t entry_name_decrypt(const struct vault *v, const struct vault_dir *d, const char *sname,
-				  enum entry_kind kind, char out[FMT_NAME_MAX + 1])
+				  enum entry_kind kind, char out[FMT_NAME_MAX + 1], unsigned *level)
 {
 	char side[SIDECAR_LEN + 1];
 	char *buf = NULL;
@@ -134,7 +134,7 @@ static ssize_t entry_name_decrypt(const struct vault *v, const struct vault_dir 
 
 	/* Under the folder's level, or an entry's own higher one. */
 	if (kind == ENT_NAME)
-		return vault_policy_name_decrypt(v, d, sname, strlen(sname), out, NULL);
+		return vault_policy_name_decrypt(v, d, sname, strlen(sname), out, level);
 	buf = malloc(VAULT_ENC_NAME_MAX);
 	if (!buf)
 		return -ENOMEM;
@@ -146,7 +146,7 @@ static ssize_t entry_name_decrypt(const struct vault *v, const struct vault_dir 
 		n = -EBADMSG;
 		goto out;
 	}
-	n = vault_policy_name_decrypt(v, d, buf, (size_t)n, out, NULL);
+	n = vault_policy_name_decrypt(v, d, buf, (size_t)n, out, level);
 out:
 	free(buf);
 	return n;
@@ -309,6 +309,8 @@ int vault_dir_commit(const struct vault *v, struct vault_dir *d, const struct va
 
 	if (r < 0)
 		return r;
+	if (d->level != nd->level) /* its names moved level: learn them again */
+		__atomic_store_n(&d->higher, VAULT_HIGHER_UNKNOWN, __ATOMIC_RELAXED);
 	d->level = nd->level;
 	d->mode = nd->mode;
 	d->uid = nd->uid;
@@ -369,6 +371,7 @@ struct list_ctx {
 	struct vault_dirlist *l;
 	size_t cap;
 	size_t ngood, nskipped; /* names that decrypted; that did not */
+	size_t nhigher;		/* names above the folder's level */
 	/* The first skipped store names, probed after the scan for one of a
 	 * held level (list_foreign_find); the first such one. */
 	char probe[VAULT_FOREIGN_PROBES][FMT_NAME_MAX + 1];
@@ -492,12 +495,13 @@ static int list_one(void *vctx, const char *sname, unsigned char type)
 	char name[FMT_NAME_MAX + 1];
 	struct vault_dirent *e;
 	char *child = NULL;
+	unsigned level = ctx->d->level;
 	ssize_t n;
 	int r;
 
 	if (kind != ENT_NAME && kind != ENT_LONG)
 		return 0;
-	n = entry_name_decrypt(ctx->v, ctx->d, sname, kind, name);
+	n = entry_name_decrypt(ctx->v, ctx->d, sname, kind, name, &level);
 	if (n <= 0 || memchr(name, '/', (size_t)n) || strcmp(name, ".") == 0 ||
 	    strcmp(name, "..") == 0) {
 		if (n == -ENOMEM)
@@ -509,6 +513,8 @@ static int list_one(void *vctx, const char *sname, unsigned char type)
 		return 0;
 	}
 	ctx->ngood++;
+	if (level != ctx->d->level)
+		ctx->nhigher++;
 	if (ctx->l->n == ctx->cap) {
 		size_t ncap = ctx->cap ? ctx->cap * 2 : 32;
 		struct vault_dirent *ne = realloc(ctx->l->ents, ncap * sizeof(*ne));
@@ -567,6 +573,12 @@ int vault_readdir(struct vault *v, const struct vault_caller *c, const char *pat
 	r = dir_scan(d->fd, list_one, &ctx);
 	if (r == 0)
 		list_foreign_find(&ctx, canon);
+	/* The whole folder seen: lookups may skip the other levels if every
+	 * name is at its level (one that did not decrypt might be above). */
+	if (r == 0)
+		__atomic_store_n(&d->higher,
+				 ctx.nhigher || ctx.nskipped ? VAULT_HIGHER_SOME : VAULT_HIGHER_NONE,
+				 __ATOMIC_RELAXED);
 	foreign = r == 0 && ctx.foreign;
 	/* Entries none of which decrypts: the metadata is not this folder's. */
 	if (foreign && ctx.ngood == 0)
@@ -697,8 +709,17 @@ int vault_mkdir(struct vault *v, const struct vault_caller *c, const char *path,
 		goto out;
 	sidecar = true;
 	r = store_renameat(loc.dir->fd, tmp, loc.dir->fd, loc.sn.name, RENAME_NOREPLACE);
-	if (r == 0)
+	if (r == 0) {
+		struct vault_dir *nd2;
+
 		made = sidecar = false;
+		/* A new folder holds no name at all: its lookups need no probe
+		 * of other levels (it is looked into next, so load it now). */
+		if (vault_dir_get(v, loc.path, &nd2) == 0) {
+			__atomic_store_n(&nd2->higher, VAULT_HIGHER_NONE, __ATOMIC_RELAXED);
+			vault_dir_put(v, nd2);
+		}
+	}
 out:
 	if (fd >= 0)
 		store_close(fd);

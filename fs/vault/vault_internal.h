@@ -60,11 +60,20 @@ struct vault_dir {
 	uint32_t mode, uid, gid;
 	unsigned char *xattrs; /* attribute blob, malloc'd, may be NULL */
 	size_t xattrs_len;
+	/* Whether the folder holds names encrypted above its own level
+	 * (vault_policy_sname_find probes the other levels only then): a
+	 * VAULT_HIGHER_* value, read and set atomically under v->ns shared. */
+	uint8_t higher;
 	/* under v->dcache_lock */
 	unsigned refs;
 	bool cached;
 	struct vault_dir *hnext, *lru_prev, *lru_next;
 };
+
+/* vault_dir.higher. UNKNOWN until this mount created the folder or listed
+ * all of it; a read-only mount never trusts NONE (the writer changes the
+ * store under it). */
+enum { VAULT_HIGHER_UNKNOWN, VAULT_HIGHER_NONE, VAULT_HIGHER_SOME };
 
 /* The store name of one plaintext name in one directory. */
 struct vault_sname {
@@ -134,6 +143,11 @@ struct vault {
 	struct pol_policy *policy; /* compiled policy, NULL if none; under v->ns */
 	struct vault_audit *audit; /* the open trail, NULL when not audited */
 	struct vault_watch *watch; /* freezes, level locks, alert rules (vault_watch.c) */
+	/* Encodes the chunks of a file's flush on several cores (vf_pool.h),
+	 * lent to every open file; NULL read-only or when it could not start
+	 * (files then encode on the flushing thread alone). Freed after the
+	 * last file is closed. */
+	struct vf_pool *pool;
 };
 
 /* vault_times_by_caller: kept in v->flags beside the public flags. */
@@ -292,6 +306,25 @@ void vault_watch_rules_load(struct vault *v);
 /* Every record written to the trail passes here (no vault lock held but
  * maybe v->ns shared). */
 void vault_watch_event(struct vault *v, const struct audit_event *ev);
+/* An admin action's record (path "/"), by the caller or by the driver. */
+int vault_watch_record(struct vault *v, const struct vault_caller *by, enum audit_event_type type,
+		       const char *level, const char *detail);
+/* Stop every operation of the vault (invariant 1 of vault_watch.c): the
+ * admin mutex, w->keys and v->ns, all exclusive. -ENOKEY (nothing held) if
+ * level is locked. vault_watch_resume releases them. */
+int vault_watch_quiesce(struct vault *v, unsigned level);
+void vault_watch_resume(struct vault *v);
+/* Seal every open file of level (v->ns exclusive). */
+int vault_watch_seal_level(struct vault *v, unsigned level);
+/* Lock level in this mount only (not saved in watch.state); why ends the
+ * record's detail. */
+int vault_watch_lock_now(struct vault *v, struct kr_keyring *kr, unsigned level,
+			 const struct vault_caller *by, const char *why);
+
+/* ---- vault_rotate.c ---- */
+
+/* A fresh ADMIN_ROTATE_TMP_PREFIX name. */
+void vault_rotate_tmpname(char tmp[FMT_NAME_MAX + 1]);
 
 /* ---- vault_acl.c: POSIX.1e ACLs in the kernel's xattr format (pure) ---- */
 
@@ -341,7 +374,7 @@ int vault_policy_dir_check(struct vault *v, const struct vault_caller *c, const 
 int vault_policy_open_check(struct vault *v, const struct vault_caller *c, struct vault_loc *loc,
 			    struct vault_handle **h);
 /* Store name of an entry at obj_level in d: under max(d->level, obj_level). */
-int vault_policy_sname_make(const struct vault *v, const struct vault_dir *d, const char *name,
+int vault_policy_sname_make(const struct vault *v, struct vault_dir *d, const char *name,
 			    size_t len, unsigned obj_level, struct vault_sname *sn);
 /* Store name of an existing entry (tried under d's level, then every other
  * held level), else the name a new entry gets (d's level). */

@@ -142,6 +142,7 @@ retry:
 		return r;
 	}
 	of->f = f;
+	vf_set_pool(f, v->pool);
 	of->state = VAULT_OF_OPEN;
 	vault_audit_file_opened(v, f);
 	pthread_cond_broadcast(&v->files_cond);
@@ -164,6 +165,7 @@ static int ofile_adopt(struct vault *v, struct vf_file *f, struct vault_ofile **
 	if (!of)
 		return -ENOMEM;
 	of->f = f;
+	vf_set_pool(f, v->pool);
 	of->mtime = st.st_mtim;
 	pthread_mutex_lock(&v->files_lock);
 	of->next = v->files;

@@ -209,11 +209,13 @@ static void dir_at_level(const struct vault_dir *d, unsigned level, struct vault
 	out->fd = d->fd;
 }
 
-int vault_policy_sname_make(const struct vault *v, const struct vault_dir *d, const char *name,
+int vault_policy_sname_make(const struct vault *v, struct vault_dir *d, const char *name,
 			    size_t len, unsigned obj_level, struct vault_sname *sn)
 {
 	struct vault_dir at;
 
+	if (obj_level > d->level) /* a name above the folder's level: probe for it */
+		__atomic_store_n(&d->higher, VAULT_HIGHER_SOME, __ATOMIC_RELAXED);
 	dir_at_level(d, obj_level > d->level ? obj_level : d->level, &at);
 	return vault_sname_make(v, &at, name, len, sn);
 }
@@ -230,6 +232,10 @@ int vault_policy_sname_find(const struct vault *v, const struct vault_dir *d, co
 	r = vault_sname_make(v, d, name, len, sn);
 	if (r < 0 || store_fstatat(d->fd, sn->name, &st) != -ENOENT)
 		return r;
+	/* Only names of higher levels can be elsewhere; none are when this
+	 * writer knows the folder holds none. */
+	if (!vault_ro(v) && __atomic_load_n(&d->higher, __ATOMIC_RELAXED) == VAULT_HIGHER_NONE)
+		return 0;
 	alt = malloc(sizeof(*alt));
 	if (!alt)
 		return -ENOMEM;

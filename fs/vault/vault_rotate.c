@@ -74,6 +74,11 @@ struct vault_rotate {
 	bool collected;
 	struct rot_link *links;
 	size_t nlinks, linkcap, linkpos;
+	/* The store file the last step replaced (vault_rotate_moved). */
+	bool moved;
+	dev_t moved_dev;
+	ino_t moved_ino;
+	char moved_path[PATH_MAX];
 };
 
 /* ---- the state file ---- */
@@ -263,7 +268,7 @@ static int rot_push(struct vault_rotate *rt, int dirfd, const char *name, const 
 	return r;
 }
 
-static void rot_tmpname(char tmp[FMT_NAME_MAX + 1])
+void vault_rotate_tmpname(char tmp[FMT_NAME_MAX + 1])
 {
 	unsigned char rnd[12];
 	char hex[25];
@@ -282,7 +287,7 @@ static int rot_file_copy(struct vault_rotate *rt, int dirfd, struct vf_file *f,
 	struct timespec ts[2] = {st->st_atim, st->st_mtim};
 	int r;
 
-	rot_tmpname(tmp);
+	vault_rotate_tmpname(tmp);
 	r = vf_copy_to_keyring(f, rt->knew, dirfd, tmp, false);
 	if (r == 0)
 		(void)store_utimensat(dirfd, tmp, ts);
@@ -311,12 +316,24 @@ static int rot_file_rewrite(struct vault_rotate *rt, int dirfd, const char *snam
 	return r;
 }
 
-static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const char *spath,
-		    nlink_t nlink)
+/* Remember that the store file (dev, ino) is now the new-key file at
+ * STORE/spath. */
+static void rot_moved(struct vault_rotate *rt, dev_t dev, ino_t ino, const char *dpath,
+		      const char *name)
+{
+	rt->moved = snprintf(rt->moved_path, sizeof(rt->moved_path), "%s/%s", dpath, name) <
+		    (int)sizeof(rt->moved_path);
+	rt->moved_dev = dev;
+	rt->moved_ino = ino;
+}
+
+static int rot_file(struct vault_rotate *rt, struct rot_frame *fr, const char *sname,
+		    const char *spath, nlink_t nlink)
 {
 	struct vf_file *f = NULL;
 	struct vf_attr a;
-	int r;
+	struct stat ost;
+	int dirfd = fr->fd, r;
 
 	rot_where(rt, spath);
 	r = vf_open(rt->kold, dirfd, sname, false, &f);
@@ -343,9 +360,13 @@ static int rot_file(struct vault_rotate *rt, int dirfd, const char *sname, const
 									 FMT_ID_BYTES) == 0))) {
 		rt->deferred++; /* one file of several names: rot_links, after the walk */
 	} else if (r == 0) {
-		r = rot_file_rewrite(rt, dirfd, sname, f);
+		r = store_fstat(vf_fd(f), &ost);
 		if (r == 0)
+			r = rot_file_rewrite(rt, dirfd, sname, f);
+		if (r == 0) {
 			rt->stats.files++;
+			rot_moved(rt, ost.st_dev, ost.st_ino, fr->spath, sname);
+		}
 	}
 	vf_close(f);
 	return r;
@@ -511,7 +532,7 @@ static int rot_entry(struct vault_rotate *rt, struct rot_frame *fr, const char *
 	if (S_ISDIR(st.st_mode)) {
 		r = rot_push(rt, fr->fd, cur, spath);
 	} else if (S_ISREG(st.st_mode)) {
-		r = rot_file(rt, fr->fd, cur, spath, st.st_nlink);
+		r = rot_file(rt, fr, cur, spath, st.st_nlink);
 		rt->stats.bytes_done += (uint64_t)st.st_size;
 	}
 	free(spath);
@@ -700,7 +721,7 @@ static int rot_link_switch(struct vault_rotate *rt, const struct rot_link *lk, i
 	r = store_fstatat(dfd, lk->name, &st);
 	if (r == 0 && (st.st_dev != lk->dev || st.st_ino != lk->ino))
 		r = -ESTALE;
-	rot_tmpname(tmp);
+	vault_rotate_tmpname(tmp);
 	if (r == 0)
 		r = store_linkat(tdfd, tname, dfd, tmp);
 	if (r == 0) {
@@ -762,6 +783,7 @@ static int rot_links_switch_file(struct vault_rotate *rt, size_t a, size_t b,
 	}
 	rt->stats.files++;
 	rt->stats.linked += b - a;
+	rot_moved(rt, lk->dev, lk->ino, lk->dpath, lk->name);
 out:
 	if (tmp[0]) {
 		(void)store_unlinkat(tdfd, tmp, 0);
@@ -915,6 +937,7 @@ int vault_rotate_step(struct vault_rotate *rt)
 	char sname[FMT_NAME_MAX + 1];
 	int r;
 
+	rt->moved = false;
 	while (rt->depth) {
 		fr = &rt->stack[rt->depth - 1];
 		errno = 0;
@@ -946,6 +969,15 @@ const struct vault_rotate_stats *vault_rotate_stats(const struct vault_rotate *r
 const char *vault_rotate_where(const struct vault_rotate *rt)
 {
 	return rt->where;
+}
+
+const char *vault_rotate_moved(const struct vault_rotate *rt, dev_t *dev, ino_t *ino)
+{
+	if (!rt->moved)
+		return NULL;
+	*dev = rt->moved_dev;
+	*ino = rt->moved_ino;
+	return rt->moved_path;
 }
 
 void vault_rotate_close(struct vault_rotate *rt)

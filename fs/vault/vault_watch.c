@@ -171,8 +171,8 @@ int vault_watch_open_check(struct vault *v, const struct vault_caller *c)
 }
 
 /* A record of an admin action (freeze, lock, ...) by by. */
-static int watch_record(struct vault *v, const struct vault_caller *by, enum audit_event_type type,
-			const char *level, const char *detail)
+int vault_watch_record(struct vault *v, const struct vault_caller *by, enum audit_event_type type,
+		       const char *level, const char *detail)
 {
 	struct vault_caller self = {.uid = getuid(), .gid = getgid(), .pid = getpid()};
 	struct audit_event ev = {0};
@@ -252,7 +252,7 @@ int vault_watch_freeze(struct vault *v, uid_t uid, const struct vault_caller *by
 		return r;
 	snprintf(detail, sizeof(detail), "freeze uid %u: further opens are refused%s%s",
 		 (unsigned)uid, why ? ": " : "", why ? why : "");
-	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	r = vault_watch_record(v, by, AUDIT_EV_ALERT, "", detail);
 	e = watch_save(v);
 	return e < 0 ? e : r;
 }
@@ -266,7 +266,7 @@ int vault_watch_unfreeze(struct vault *v, uid_t uid, const struct vault_caller *
 	if (r < 0)
 		return r;
 	snprintf(detail, sizeof(detail), "unfreeze uid %u", (unsigned)uid);
-	r = watch_record(v, by, AUDIT_EV_ALERT, "", detail);
+	r = vault_watch_record(v, by, AUDIT_EV_ALERT, "", detail);
 	e = watch_save(v);
 	return e < 0 ? e : r;
 }
@@ -329,7 +329,7 @@ static const char *level_name(const struct vault *v, unsigned level)
 }
 
 /* Seal every open file of level (v->ns exclusive; invariant 2). */
-static int seal_level(struct vault *v, unsigned level)
+int vault_watch_seal_level(struct vault *v, unsigned level)
 {
 	struct vault_ofile *of;
 	struct vf_attr a;
@@ -367,7 +367,7 @@ static int level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
 	__atomic_fetch_or(&w->locked, 1u << level, __ATOMIC_ACQ_REL);
 	pthread_rwlock_wrlock(&w->keys);
 	pthread_rwlock_wrlock(&v->ns);
-	r = seal_level(v, level);
+	r = vault_watch_seal_level(v, level);
 	if (r < 0)
 		fprintf(stderr,
 			"strongroom: lock %s: sealing its open files failed: %s; "
@@ -382,11 +382,42 @@ static int level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
 	snprintf(detail, sizeof(detail),
 		 "level %s locked: its keys were wiped from the driver's memory%s",
 		 level_name(v, level), why);
-	r = watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, level), detail);
+	r = vault_watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, level), detail);
 	syslog(LOG_AUTHPRIV | LOG_WARNING, "strongroom: %s", detail);
 out:
 	pthread_mutex_unlock(&w->admin);
 	return r;
+}
+
+int vault_watch_quiesce(struct vault *v, unsigned level)
+{
+	struct vault_watch *w = v->watch;
+
+	if (!w)
+		return -EINVAL;
+	pthread_mutex_lock(&w->admin);
+	if (level_locked(w, level)) {
+		pthread_mutex_unlock(&w->admin);
+		return -ENOKEY;
+	}
+	pthread_rwlock_wrlock(&w->keys);
+	pthread_rwlock_wrlock(&v->ns);
+	return 0;
+}
+
+void vault_watch_resume(struct vault *v)
+{
+	struct vault_watch *w = v->watch;
+
+	pthread_rwlock_unlock(&v->ns);
+	pthread_rwlock_unlock(&w->keys);
+	pthread_mutex_unlock(&w->admin);
+}
+
+int vault_watch_lock_now(struct vault *v, struct kr_keyring *kr, unsigned level,
+			 const struct vault_caller *by, const char *why)
+{
+	return level_lock(v, kr, level, by, why);
 }
 
 int vault_level_lock(struct vault *v, struct kr_keyring *kr, unsigned level,
@@ -423,7 +454,7 @@ int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_k
 			snprintf(detail, sizeof(detail),
 				 "level %s unlocked by keyslot %d (this mount does not hold it)",
 				 level_name(v, l), kr_keyring_slot(from));
-			r = watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, l), detail);
+			r = vault_watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, l), detail);
 			continue;
 		}
 		if (!level_locked(w, l) || !kr_level_held(from, l))
@@ -440,7 +471,7 @@ int vault_level_unlock(struct vault *v, struct kr_keyring *kr, const struct kr_k
 		n++;
 		snprintf(detail, sizeof(detail), "level %s unlocked: keyslot %d gave its keys back",
 			 level_name(v, l), kr_keyring_slot(from));
-		r = watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, l), detail);
+		r = vault_watch_record(v, by, AUDIT_EV_KEY_USE, level_name(v, l), detail);
 		syslog(LOG_AUTHPRIV | LOG_NOTICE, "strongroom: %s", detail);
 	}
 	pthread_mutex_unlock(&w->admin);
@@ -539,7 +570,7 @@ int vault_watch_state_load(struct vault *v, struct kr_keyring *kr, const char *s
 			 "%u user%s stay%s frozen (" KR_WATCH_NAME " generation %llu)", st->nfrozen,
 			 st->nfrozen == 1 ? "" : "s", st->nfrozen == 1 ? "s" : "",
 			 (unsigned long long)st->generation);
-		r = watch_record(v, &self, AUDIT_EV_ALERT, "", detail);
+		r = vault_watch_record(v, &self, AUDIT_EV_ALERT, "", detail);
 	}
 	free(st);
 	w->persist = !vault_ro(v);

@@ -26,7 +26,11 @@
  *
  * Locking: f->lock is a rwlock: reads take it shared, everything that
  * changes state takes it exclusive. The decrypted-chunk cache has its own
- * mutex because shared readers fill it.
+ * mutex because shared readers fill it. A flush may hand its chunks to
+ * the vault's worker pool (vf_pool.h): the helpers read the dirty set and
+ * write each its own frame slot and job entry while the flushing thread,
+ * holding the exclusive lock, waits in vf_pool_run; nothing else of the
+ * file is touched off the flushing thread.
  *
  * States of a vf_file (transitions name their functions):
  *   sealed --vf_write/vf_truncate/vf_chmod_chown--> dirty
@@ -47,12 +51,23 @@
 
 #include "strongroom/format.h"
 #include "strongroom/store.h"
+#include "strongroom/vf_pool.h"
 #include "strongroom/vfile.h"
 
 #define VF_DIRTY_MAX (1u << 20)
 #define VF_CACHE_SLOTS 2
 #define VF_SEQ_RECOVERY_GAP (1ull << 32)
 #define VF_TMP_NAME_BYTES 64
+/* After a chunk that zstd did not shrink, the file's next chunks are stored
+ * raw without trying, and every VF_ZSTD_RETRY-th one tries again. */
+#define VF_ZSTD_RETRY 16
+
+/* One chunk of a flush: what was planned and what came out. */
+struct vf_job {
+	bool ztry;    /* zstd tried (planned, then done) */
+	bool comp;    /* stored compressed */
+	ssize_t flen; /* frame length, or -errno */
+};
 
 struct vf_dirty {
 	uint64_t index;
@@ -100,6 +115,13 @@ struct vf_file {
 	uint64_t seal_len; /* its length incl. locator */
 	uint64_t synced_end;
 	uint64_t next_seq;
+	/* Chunks still to store raw before zstd is tried again: random data
+	 * (media, archives, ciphertext) costs a zstd pass per chunk for
+	 * nothing otherwise. Under the exclusive lock; starts at 0 (try) at
+	 * every open. */
+	unsigned zskip;
+	bool zfailed; /* the last whole chunk that tried zstd did not shrink */
+	struct vf_pool *pool; /* borrowed (vf_set_pool); NULL: encode alone */
 
 	struct vf_dirty *dirty;
 	size_t ndirty, dirty_max;
@@ -107,10 +129,16 @@ struct vf_file {
 	struct vf_cache_slot cache[VF_CACHE_SLOTS];
 	unsigned cache_next;
 
-	struct fmt_zctx *z; /* compression, under the exclusive lock */
-	uint8_t *wbuf;	    /* frames of one flush, under the exclusive lock */
+	/* Write buffers, under the exclusive lock. They live from the first
+	 * write to the next seal, so a long write allocates (and faults in)
+	 * its chunk, plaintext and frame buffers once, not at every flush. */
+	uint8_t *wbuf; /* frames of one flush */
 	size_t wbuf_cap;
-	uint8_t *spare[2]; /* freed dirty chunk buffers, reused */
+	uint8_t *ptbuf;		    /* one chunk plaintext; wiped after each flush */
+	struct fmt_chunk_ref *refs; /* dirty_max entries: one flush's new map entries */
+	struct vf_job *jobs;	    /* dirty_max: one flush's chunks, in flush order */
+	uint8_t *nonces;	    /* dirty_max frame nonces, drawn per flush */
+	uint8_t **spare;	    /* dirty_max freed dirty chunk buffers, reused */
 	size_t nspare;
 };
 
@@ -119,16 +147,18 @@ static uint64_t vf_chunk_start(const struct vf_file *f, uint64_t index)
 	return index << f->chunk_log2;
 }
 
-/* ---- zstd contexts for shared readers ----
+/* ---- zstd contexts ----
  *
  * Reads decode under the shared lock, so each decode needs a context of its
- * own. A decode borrows one from a process-wide pool and gives it back; the
- * pool keeps at most as many as decodes ever ran at once (VF_ZPOOL_MAX idle
- * at most, more are freed on return). vf_zctx_trim frees the idle ones;
- * vault_close calls it, so a driver exits holding none. Thread-specific
- * contexts were reachable from their own thread only: lost in the copy of
- * the driver that the alert hook forks (only the forking thread survives a
- * fork), and never freed for a thread still alive when the process exits.
+ * own; a flush compresses on whichever thread holds the exclusive lock. A
+ * decode or a flush borrows a context from a process-wide pool and gives
+ * it back; the pool keeps at most as many as ever ran at once (VF_ZPOOL_MAX
+ * idle at most, more are freed on return). vf_zctx_trim frees the idle
+ * ones; vault_close calls it, so a driver exits holding none.
+ * Thread-specific contexts were reachable from their own thread only: lost
+ * in the copy of the driver that the alert hook forks (only the forking
+ * thread survives a fork), and never freed for a thread still alive when
+ * the process exits. (The encode workers of vf_pool.h own theirs.)
  */
 
 #define VF_ZPOOL_MAX 64
@@ -438,7 +468,7 @@ static void vf_chunk_buf_put(struct vf_file *f, uint8_t *b)
 {
 	if (!b)
 		return;
-	if (f->nspare < sizeof f->spare / sizeof f->spare[0]) {
+	if (f->spare && f->nspare < f->dirty_max) {
 		f->spare[f->nspare++] = b;
 		return; /* wiped (zeroed) when handed out again or at vf_free */
 	}
@@ -467,58 +497,170 @@ static int vf_append(struct vf_file *f, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Write every dirty chunk as a CHUNK frame, in one pwrite. */
-static int vf_flush_dirty(struct vf_file *f)
+/* Whole: every byte of the chunk written (or loaded). A chunk written
+ * from its middle is not, although its len may reach the end: the kernel
+ * hands the driver the pieces of a sequential write on several threads, and
+ * the piece that starts a chunk can arrive after the one that ends it. */
+static bool vf_dirty_whole(const struct vf_file *f, const struct vf_dirty *d)
 {
-	size_t fmax = FMT_FRAME_HEADER_BYTES + fmt_chunk_bound(f->chunk_size) + FMT_FRAME_TAG_BYTES;
-	size_t ptcap = fmt_chunk_bound(f->chunk_size), used = 0;
-	uint8_t *buf, *pt = NULL;
-	struct fmt_chunk_ref *refs = NULL;
+	return d->lo == 0 && d->len == f->chunk_size;
+}
+
+static size_t vf_frame_max(const struct vf_file *f)
+{
+	return FMT_FRAME_HEADER_BYTES + fmt_chunk_bound(f->chunk_size) + FMT_FRAME_TAG_BYTES;
+}
+
+/* Whether dirty chunk d tries zstd: always when it is not whole (a short
+ * or sparse chunk, a few bytes or zeros around a small write, says
+ * nothing of the data), else when no failed try is being waited out. */
+static bool vf_ztry(const struct vf_file *f, const struct vf_dirty *d)
+{
+	return f->compress > 0 && (f->zskip == 0 || !vf_dirty_whole(f, d));
+}
+
+/* The skip state after chunk d, which tried zstd or not and ended
+ * compressed or not. Chunks are taken in flush order (index order). */
+static void vf_ztry_done(struct vf_file *f, const struct vf_dirty *d, bool tried, bool comp)
+{
+	if (!vf_dirty_whole(f, d))
+		return;
+	if (f->zskip) {
+		f->zskip--;
+	} else if (tried) {
+		f->zskip = comp ? 0 : VF_ZSTD_RETRY - 1;
+		f->zfailed = !comp;
+	}
+}
+
+/* Before a parallel flush: guess each chunk's vf_ztry, taking every try
+ * to end as the file's last one did. vf_flush_dirty walks the chunks in
+ * order afterwards and encodes again any whose guess was wrong, so the
+ * guess changes the work done, never the bytes written. */
+static void vf_ztry_plan(struct vf_file *f)
+{
+	unsigned zskip = f->zskip;
+
+	for (size_t i = 0; i < f->ndirty; i++) {
+		bool *t = &f->jobs[i].ztry;
+
+		if (f->compress == 0) {
+			*t = false;
+		} else if (!vf_dirty_whole(f, &f->dirty[i])) {
+			*t = true;
+		} else if (zskip) {
+			*t = false;
+			zskip--;
+		} else {
+			*t = true;
+			zskip = f->zfailed ? VF_ZSTD_RETRY - 1 : 0;
+		}
+	}
+}
+
+/* Encode dirty chunk i and seal it as the frame with seq next_seq + i and
+ * the flush's nonce i, into out (vf_frame_max bytes); the result goes to
+ * jobs[i]. *ptlen is raised to the plaintext bytes pt held, for the
+ * caller to wipe. Reads f only (any thread, under the flusher's lock). */
+static void vf_chunk_seal(const struct vf_file *f, size_t i, bool ztry, struct fmt_zctx *z,
+			  uint8_t *pt, size_t *ptlen, uint8_t *out)
+{
+	const struct vf_dirty *d = &f->dirty[i];
+	struct vf_job *j = &f->jobs[i];
+	struct fmt_frame_header h = {.type = FMT_FRAME_CHUNK, .seq = f->next_seq + i,
+				     .arg = d->index};
+	ssize_t plen;
+
+	memcpy(h.nonce, f->nonces + i * FMT_FRAME_NONCE_BYTES, FMT_FRAME_NONCE_BYTES);
+	j->ztry = ztry;
+	plen = fmt_chunk_encode(z, d->data, d->len, ztry ? f->compress : 0, f->pad_log2,
+				f->chunk_size, pt, fmt_chunk_bound(f->chunk_size), &j->comp);
+	if (plen < 0) {
+		j->flen = plen;
+		*ptlen = fmt_chunk_bound(f->chunk_size);
+		return;
+	}
+	if ((size_t)plen > *ptlen)
+		*ptlen = (size_t)plen;
+	h.flags = j->comp ? FMT_FRAME_F_COMPRESSED : 0;
+	j->flen = fmt_frame_seal_nonce(f->content_key, f->file_id, &h, pt, (size_t)plen, out,
+				       vf_frame_max(f));
+}
+
+/* A job of the pool: chunk i into its own slot of the frame buffer. */
+static void vf_flush_job(void *arg, size_t i, struct vf_pool_ctx *ctx)
+{
+	struct vf_file *f = arg;
+	uint8_t *pt = vf_pool_ctx_buf(ctx, fmt_chunk_bound(f->chunk_size));
+
+	if (!pt) {
+		f->jobs[i].flen = -ENOMEM;
+		return;
+	}
+	vf_chunk_seal(f, i, f->jobs[i].ztry, ctx->z, pt, &ctx->used, f->wbuf + i * vf_frame_max(f));
+}
+
+/* Write every dirty chunk as a CHUNK frame, in one pwrite.
+ *
+ * With a pool, the chunks are encoded at once, each into its own
+ * vf_frame_max slot of wbuf, with the zstd decisions guessed
+ * (vf_ztry_plan); then this thread walks them in order as the serial path
+ * does, re-encodes a chunk whose guess was wrong, and packs each frame
+ * behind the one before. Nonces are drawn for the whole flush first, so
+ * both paths write the same bytes (tests/unit/test_vf_pool.c). */
+static int vf_flush_encode(struct vf_file *f, struct fmt_zctx *z)
+{
+	size_t fmax = vf_frame_max(f), ptcap = fmt_chunk_bound(f->chunk_size), ptmax = 0, used = 0;
+	struct fmt_chunk_ref *refs = f->refs;
 	uint64_t base = f->end;
+	uint8_t *buf, *pt;
+	bool par;
 	int rc = 0;
 
-	if (f->ndirty == 0)
-		return 0;
-	if (!f->z && !(f->z = fmt_zctx_new()))
-		return -ENOMEM;
 	if (f->wbuf_cap < fmax * f->ndirty) {
-		uint8_t *nb = realloc(f->wbuf, fmax * f->ndirty);
+		/* Sized for the whole dirty set at once, so it grows once. */
+		uint8_t *nb = realloc(f->wbuf, fmax * f->dirty_max);
 		if (!nb)
 			return -ENOMEM;
 		f->wbuf = nb;
-		f->wbuf_cap = fmax * f->ndirty;
+		f->wbuf_cap = fmax * f->dirty_max;
 	}
+	if (!f->ptbuf && !(f->ptbuf = malloc(ptcap)))
+		return -ENOMEM;
 	buf = f->wbuf;
-	pt = malloc(ptcap);
-	refs = calloc(f->ndirty, sizeof *refs);
-	if (!pt || !refs) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	pt = f->ptbuf;
 	qsort(f->dirty, f->ndirty, sizeof *f->dirty, vf_dirty_cmp);
+	/* One draw for every nonce of the flush (also two getrandom calls
+	 * for 16 frames, libsodium reading 256 bytes at a time, instead of
+	 * one per frame). */
+	randombytes_buf(f->nonces, f->ndirty * FMT_FRAME_NONCE_BYTES);
+	par = f->pool && f->ndirty > 1 && vf_pool_threads(f->pool) > 1;
+	if (par) {
+		vf_ztry_plan(f);
+		par = vf_pool_run(f->pool, f->ndirty, vf_flush_job, f) == 0;
+	}
 	for (size_t i = 0; i < f->ndirty; i++) {
 		struct vf_dirty *d = &f->dirty[i];
-		struct fmt_frame_header h = {.type = FMT_FRAME_CHUNK, .seq = f->next_seq + i,
-					     .arg = d->index};
-		bool comp;
-		ssize_t plen = fmt_chunk_encode(f->z, d->data, d->len, f->compress, f->pad_log2,
-						f->chunk_size, pt, ptcap, &comp);
-		ssize_t flen;
-		if (plen < 0) {
-			rc = (int)plen;
+		struct vf_job *j = &f->jobs[i];
+		bool ztry = vf_ztry(f, d);
+		uint8_t *slot = par ? buf + i * fmax : buf + used;
+
+		/* A wrong guess: zstd not tried where it should have been,
+		 * or tried and kept where this chunk must go raw (tried and
+		 * not kept is the raw frame already). */
+		if (!par || (ztry && !j->ztry) || (!ztry && j->comp))
+			vf_chunk_seal(f, i, ztry, z, pt, &ptmax, slot);
+		if (j->flen < 0) {
+			rc = (int)j->flen;
 			goto out;
 		}
-		h.flags = comp ? FMT_FRAME_F_COMPRESSED : 0;
-		flen = fmt_frame_seal(f->content_key, f->file_id, &h, pt, (size_t)plen, buf + used,
-				      fmax * f->ndirty - used);
-		if (flen < 0) {
-			rc = (int)flen;
-			goto out;
-		}
+		vf_ztry_done(f, d, ztry, j->comp);
+		if (slot != buf + used)
+			memmove(buf + used, slot, (size_t)j->flen);
 		refs[i] = (struct fmt_chunk_ref){.index = d->index, .offset = base + used,
-						 .seq = h.seq, .frame_len = (uint32_t)flen,
+						 .seq = f->next_seq + i, .frame_len = (uint32_t)j->flen,
 						 .raw_len = d->len};
-		used += (size_t)flen;
+		used += (size_t)j->flen;
 	}
 	rc = vf_append(f, buf, used);
 	if (rc)
@@ -531,20 +673,25 @@ static int vf_flush_dirty(struct vf_file *f)
 	}
 	vf_dirty_clear(f);
 out:
-	if (pt)
-		sodium_memzero(pt, ptcap);
-	free(pt);
-	free(refs);
+	sodium_memzero(pt, ptmax);
 	return rc;
 }
 
-/* Whole: every byte of the chunk written (or loaded). A chunk written
- * from its middle is not, although its len may reach the end: the kernel
- * hands the driver the pieces of a sequential write on several threads, and
- * the piece that starts a chunk can arrive after the one that ends it. */
-static bool vf_dirty_whole(const struct vf_file *f, const struct vf_dirty *d)
+/* vf_flush_encode with a borrowed zstd context (this thread's share of
+ * the work; the pool's helpers use their own). */
+static int vf_flush_dirty(struct vf_file *f)
 {
-	return d->lo == 0 && d->len == f->chunk_size;
+	struct fmt_zctx *z;
+	int rc;
+
+	if (f->ndirty == 0)
+		return 0;
+	z = vf_zctx_get();
+	if (!z)
+		return -ENOMEM;
+	rc = vf_flush_encode(f, z);
+	vf_zctx_put(z);
+	return rc;
 }
 
 /* The dirty set is full: append the whole chunks and keep the partly
@@ -636,6 +783,11 @@ static void vf_buffers_release(struct vf_file *f)
 	free(f->wbuf); /* ciphertext only */
 	f->wbuf = NULL;
 	f->wbuf_cap = 0;
+	if (f->ptbuf) {
+		sodium_memzero(f->ptbuf, fmt_chunk_bound(f->chunk_size));
+		free(f->ptbuf);
+		f->ptbuf = NULL;
+	}
 }
 
 /* Flush dirty chunks and append a SEAL frame with its locator. */
@@ -768,7 +920,11 @@ static int vf_level_setup(struct vf_file *f, unsigned level, unsigned chunk_log2
 	if (f->dirty_max == 0)
 		f->dirty_max = 1;
 	f->dirty = calloc(f->dirty_max, sizeof *f->dirty);
-	return f->dirty ? 0 : -ENOMEM;
+	f->refs = calloc(f->dirty_max, sizeof *f->refs);
+	f->spare = calloc(f->dirty_max, sizeof *f->spare);
+	f->jobs = calloc(f->dirty_max, sizeof *f->jobs);
+	f->nonces = calloc(f->dirty_max, FMT_FRAME_NONCE_BYTES);
+	return f->dirty && f->refs && f->spare && f->jobs && f->nonces ? 0 : -ENOMEM;
 }
 
 static void vf_free(struct vf_file *f)
@@ -778,6 +934,10 @@ static void vf_free(struct vf_file *f)
 	vf_dirty_clear(f);
 	free(f->dirty);
 	vf_buffers_release(f);
+	free(f->spare);
+	free(f->refs);
+	free(f->jobs);
+	free(f->nonces);
 	for (int i = 0; i < VF_CACHE_SLOTS; i++) {
 		if (f->cache[i].data) {
 			sodium_memzero(f->cache[i].data, f->chunk_size);
@@ -786,7 +946,6 @@ static void vf_free(struct vf_file *f)
 	}
 	free(f->map);
 	free(f->xattrs);
-	fmt_zctx_free(f->z);
 	pthread_rwlock_destroy(&f->lock);
 	pthread_mutex_destroy(&f->cache_lock);
 	free(f);
@@ -1456,6 +1615,13 @@ int vf_set_rdev(struct vf_file *f, uint32_t rdev)
 	f->dirty_meta = true;
 	pthread_rwlock_unlock(&f->lock);
 	return 0;
+}
+
+void vf_set_pool(struct vf_file *f, struct vf_pool *pool)
+{
+	pthread_rwlock_wrlock(&f->lock);
+	f->pool = pool;
+	pthread_rwlock_unlock(&f->lock);
 }
 
 int vf_fd(struct vf_file *f)

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "strongroom/audit.h"
 #include "strongroom/keyring.h"
@@ -120,6 +121,8 @@ const char *vault_fsck_kind_name(enum vault_fsck_kind kind);
 
 #define ADMIN_ROTATE_STATE	"rotate.state"
 #define ADMIN_ROTATE_TMP_PREFIX ".sr-tmp.rot."
+/* STORE/readers: read-only mounts hold it shared (docs/format.md 4.4). */
+#define ADMIN_READERS_LOCK "readers"
 
 struct vault_rotate_stats {
 	uint64_t dirs, files, names;	  /* re-encrypted */
@@ -143,6 +146,11 @@ int vault_rotate_step(struct vault_rotate *rt);
 const struct vault_rotate_stats *vault_rotate_stats(const struct vault_rotate *rt);
 /* Store path (relative to STORE) of the object the last failing step met. */
 const char *vault_rotate_where(const struct vault_rotate *rt);
+/* If the last step replaced a store file (a file of the level rewritten,
+ * with all its names): the store path (relative to STORE) of one name of
+ * the new file, and *dev, *ino of the file it replaced; else NULL. A
+ * mounted driver rotating online re-opens its open files by it. */
+const char *vault_rotate_moved(const struct vault_rotate *rt, dev_t *dev, ino_t *ino);
 void vault_rotate_close(struct vault_rotate *rt);
 
 /* STORE/rotate.state. read: @return 0, -ENOENT if none, -EUCLEAN. */

@@ -101,6 +101,12 @@ int fmt_frame_header_decode(const uint8_t in[FMT_FRAME_HEADER_BYTES], struct fmt
 ssize_t fmt_frame_seal(const unsigned char key[32], const uint8_t file_id[16],
 		       struct fmt_frame_header *h, const uint8_t *pt, size_t len, uint8_t *out,
 		       size_t cap);
+/* As fmt_frame_seal, with the nonce the caller put in h->nonce: fresh
+ * random bytes it drew itself (one draw for the frames of a whole flush,
+ * so their order does not depend on which thread seals which frame). */
+ssize_t fmt_frame_seal_nonce(const unsigned char key[32], const uint8_t file_id[16],
+			     struct fmt_frame_header *h, const uint8_t *pt, size_t len, uint8_t *out,
+			     size_t cap);
 /* Decrypt a whole frame (header + payload, len bytes). @return the
  * plaintext length, -EUCLEAN malformed, -EBADMSG (out zeroed), -ENOSPC. */
 ssize_t fmt_frame_open(const unsigned char key[32], const uint8_t file_id[16], const uint8_t *frame,

@@ -42,6 +42,13 @@ struct fe_options {
 	/* -1, or a descriptor dup'ed over stderr right after ready_fd is
 	 * signalled (a daemonized driver logs there, never to a terminal). */
 	int log_fd;
+	/* Refusals the kernel decides itself (mode bits, ACLs) into the trail
+	 * through the kernel's audit subsystem (docs/audit.md "Denials"). */
+	enum fe_kernel_denials {
+		FE_KDENIALS_AUTO, /* when the kernel's audit is on */
+		FE_KDENIALS_ON,	  /* required: the mount fails without */
+		FE_KDENIALS_OFF,
+	} kernel_denials;
 };
 
 /* Mount v (borrowed, stays open) and serve it until unmounted or signalled;

@@ -234,6 +234,16 @@ bool kr_level_forgotten(const struct kr_keyring *kr, unsigned level);
 int kr_level_restore(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
 	__attribute__((warn_unused_result));
 
+/* Rotating a level of a running driver (strongroom rotate on a mounted
+ * store): kr takes from's key of level in place, with its newer generation,
+ * and wipes whatever next key it held. Subkey pointers handed out before
+ * give the new keys from now on: the caller must first stop every user of
+ * them. @return 0, -ENOKEY if either does not hold the level (or kr has it
+ * locked), -EXDEV if from is of another vault, -ESTALE if from's key is not
+ * newer. */
+int kr_level_adopt(struct kr_keyring *kr, const struct kr_keyring *from, unsigned level)
+	__attribute__((warn_unused_result));
+
 /* Freezes and level locks that outlive a mount (kr_watch.c,
  * docs/format.md section 4.5): STORE/watch.state, authenticated with a
  * vault subkey so that nobody without a secret can edit it. */

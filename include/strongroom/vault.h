@@ -175,6 +175,14 @@ struct vault_audit_opts {
 int vault_audit_start(struct vault *v, const struct vault_audit_opts *o)
 	__attribute__((warn_unused_result));
 
+/* A refusal the kernel decided without asking the vault (mode bits and
+ * ACLs: the frontend mounts with default_permissions) and reported through
+ * its own audit subsystem: a `denial` record of c (process: its name as the
+ * kernel gave it) on path for what ("open", "unlink", ...), err the errno.
+ * Without a trail, 0. @return 0 or -EIO. */
+int vault_audit_kernel_denial(struct vault *v, const struct vault_caller *c, const char *process,
+			      const char *path, const char *what, int err);
+
 /* Store names seen by readdir that did not decrypt (skipped, not fatal):
  * damage or foreign files in the store, for status and fsck reports. */
 uint64_t vault_names_skipped(struct vault *v);

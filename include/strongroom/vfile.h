@@ -66,6 +66,11 @@ int vf_getattr(struct vf_file *f, struct vf_attr *a);
 int vf_chmod_chown(struct vf_file *f, uint32_t mode, uint32_t uid, uint32_t gid);
 /* Device number of a device node (sealed at the next seal or close). */
 int vf_set_rdev(struct vf_file *f, uint32_t rdev);
+/* Encode the chunks of each flush on pool's threads (vf_pool.h) instead of
+ * the flushing thread alone; the store bytes are the same either way. pool
+ * is borrowed and must outlive f (or be unset with NULL first). */
+struct vf_pool;
+void vf_set_pool(struct vf_file *f, struct vf_pool *pool);
 /* The store fd (for fstat, futimens, flock by the caller). Borrowed. */
 int vf_fd(struct vf_file *f);
 
@@ -97,9 +102,9 @@ int vf_copy_to_level(struct vf_file *f, int dirfd, const char *tmpname, unsigned
 int vf_copy_to_keyring(struct vf_file *f, const struct kr_keyring *kr, int dirfd,
 		       const char *tmpname, bool holes_for_bad);
 
-/* Free the idle decompression contexts that reads keep for reuse (one
+/* Free the idle zstd contexts that reads and flushes keep for reuse (one
  * process-wide pool). Safe at any time: a context in use goes back to the
- * pool when its read ends. vault_close, vault_fsck_close and
+ * pool when its read or flush ends. vault_close, vault_fsck_close and
  * vault_rotate_close call it, so a process that closed them holds none. */
 void vf_zctx_trim(void);
 

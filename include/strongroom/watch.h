@@ -82,4 +82,33 @@ void vault_watch_status(struct vault *v, struct vault_watch_status *st);
 /* The alert hook's commands run with this environment only. */
 #define VAULT_WATCH_HOOK_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
+/* ---- the key rotation of a level while mounted (strongroom rotate) ----
+ *
+ * The driver of a writable mount rotates one level of its own store: full
+ * is a keyring the admin's secret unlocked from the store (borrowed until
+ * end: it holds the root keys the key bag needs), kr the driver's own,
+ * which takes the new key at the end. Between begin and end every
+ * operation of the vault waits (none is refused): the caller, one thread,
+ * calls step until it returns 0 and may report the counters between steps.
+ * Errors: -EBUSY a read-only mount of the store runs; -EALREADY the
+ * unfinished rotation of another level; -ENOKEY the level is not held or
+ * is locked; -EROFS a read-only mount; else as vault_rotate_step. After a
+ * failure the store resumes offline (docs/admin-guide.md). */
+struct vault_live_rotate;
+struct vault_rotate_stats;
+
+int vault_live_rotate_begin(struct vault *v, struct kr_keyring *kr, struct kr_keyring *full,
+			    const char *store, unsigned level, const struct vault_caller *by,
+			    struct vault_live_rotate **out) __attribute__((warn_unused_result));
+/* @return 1 more to do, 0 the walk is done, -errno. */
+int vault_live_rotate_step(struct vault_live_rotate *lr);
+const struct vault_rotate_stats *vault_live_rotate_stats(const struct vault_live_rotate *lr);
+/* Store path of the object the last failing step met ("" if none). */
+const char *vault_live_rotate_where(const struct vault_live_rotate *lr);
+/* The key generation the level moves to. */
+uint32_t vault_live_rotate_generation(const struct vault_live_rotate *lr);
+/* err 0 (every step done): finish (the new key in use, the old one
+ * destroyed); else record the stop. Frees lr. @return 0 or -errno. */
+int vault_live_rotate_end(struct vault_live_rotate *lr, int err);
+
 #endif

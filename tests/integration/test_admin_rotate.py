@@ -107,12 +107,6 @@ def test_rotating_a_level_with_no_objects_leaves_their_ciphertext_alone(fresh_va
     assert tree_files(v.store) == before
 
 
-def test_rotate_refuses_while_the_store_is_mounted(vault):
-    p = rotate(vault, check=False)
-    assert p.returncode == EXIT_STORE
-    assert "in use by a writer" in p.stderr
-
-
 def test_rotate_of_an_unknown_level_is_a_usage_error(fresh_vault):
     p = rotate(fresh_vault, "secret", check=False)
     assert p.returncode == 2

@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from conftest import MOUNT_HELPER, SR_BIN, mounted, pid_running, sr, wait_until
 
 EXIT_STORE = 4
@@ -199,10 +201,17 @@ def test_mount_with_wrong_passphrase_fails_without_mounting(fresh_vault):
     assert not mounted(fresh_vault.mnt)
 
 
-def test_foreground_mount_serves_until_sigint_then_exits_zero(fresh_vault):
+def _sigint_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# A script's background job inherits SIGINT ignored; the driver must stop anyway.
+@pytest.mark.parametrize("started_with_sigint_ignored", [False, True])
+def test_foreground_mount_serves_until_sigint_then_exits_zero(fresh_vault, started_with_sigint_ignored):
     v = fresh_vault
     p = subprocess.Popen([SR_BIN, "mount", str(v.store), str(v.mnt), "--passphrase-file", str(v.passfile),
-                          "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_sigint_ignored if started_with_sigint_ignored else None)
     try:
         v.pids.add(p.pid)
         # A foreground mount has no readiness pipe to its caller: watch the table.

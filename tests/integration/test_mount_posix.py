@@ -350,3 +350,24 @@ def test_large_directory_lists_completely_across_many_readdir_calls_and_rmtree_e
     shutil.rmtree(big)
     assert not big.exists()
     assert os.listdir(mnt) == []
+
+
+def test_a_file_raised_above_its_new_folders_level_is_still_found_after_the_caches_drop(vault):
+    """A folder this mount made (or listed whole) is known to hold no name
+    above its level, so lookups of missing names skip the other levels;
+    raising a file's level there must undo that, or the file would vanish."""
+    from conftest import sr
+    _, mnt = vault
+    for listed in (False, True):
+        d = mnt / f"fresh{int(listed)}"
+        d.mkdir()
+        (d / "a.txt").write_bytes(b"kept")
+        (d / "b.txt").write_bytes(b"other")
+        if listed:
+            assert sorted(os.listdir(d)) == ["a.txt", "b.txt"]
+        sr("level", "set", d / "a.txt", "confidential")
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("2\n")  # dentries and inodes: the next stat is a lookup
+        assert (d / "a.txt").read_bytes() == b"kept"
+        assert sorted(os.listdir(d)) == ["a.txt", "b.txt"]
+        assert not (d / "c.txt").exists()

@@ -308,8 +308,12 @@ TEST(golden_version_1_file_still_decodes)
 		CHECK_EQ(h.arg, r->index);
 		CHECK_EQ(h.seq, r->seq);
 		compressed_seen |= (h.flags & FMT_FRAME_F_COMPRESSED) != 0;
+		/* The room left in got, not a whole chunk: zstd may use all
+		 * of the capacity it is given (the short last chunk). */
+		size_t room = sizeof got - (size_t)r->index * 65536;
+		CHECK(r->index * 65536 < sizeof got);
 		CHECK_EQ(fmt_chunk_decode(NULL, pt, (size_t)n, h.flags & FMT_FRAME_F_COMPRESSED,
-					  got + r->index * 65536, 65536),
+					  got + r->index * 65536, room < 65536 ? room : 65536),
 			 r->raw_len);
 	}
 	CHECK(compressed_seen);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "control.h"
 #include "strongroom/keyring.h"
 
 enum cli_exit {
@@ -91,6 +92,13 @@ void cli_keyfile_free(struct cli_keyfile *k);
 
 /* The exit-code table, for --help texts. */
 void cli_print_exit_codes(FILE *f);
+
+/* Send "VERB KIND" and so's secret (read as every command reads it) to the
+ * driver of the mounted vault at mp (canonical), print its answer (cmd_watch.c).
+ * on_progress gets its progress lines. @return an exit code. */
+int cli_ctl_secret_request(const char *arg, const char *mp, const char *verb,
+			   const struct cli_secret_opts *so, ctl_progress_fn on_progress, void *parg,
+			   int timeout_sec);
 
 int cmd_init(int argc, char **argv);
 int cmd_passwd(int argc, char **argv);

@@ -5,13 +5,17 @@
  *                    [--all-cpus]
  *   strongroom bench --emit-csv BYTES
  *
- * On one core (the process pins itself to the CPU it starts on) it measures
+ * On one core (the process pins itself to the CPU it starts on; with
+ * --all-cpus it does not, and the engine's flushes encode on a worker pool
+ * of the online CPUs, at most 4, as in a mount) it measures
  * MB/s (10^6 bytes per second) of vf_write and vf_read of random and of
  * CSV-like customer records through a throwaway vault in a temporary store,
  * next to the raw primitives the engine is built from: libsodium's
  * XChaCha20-Poly1305 on whole chunks and zstd level 3 on whole chunks. It
  * also prints the store bytes the CSV data took against zstd -3 of the same
- * data at the same chunk size. tools/bench runs the same engine under FUSE
+ * data at the same chunk size, and the process's CPU seconds per GiB written
+ * (all threads: the figure that stays put when the machine is busy and
+ * elapsed times are not). tools/bench runs the same engine under FUSE
  * next to other filesystems.
  *
  * Each figure is the median of --runs runs. Writes end with vf_close (the
@@ -44,6 +48,7 @@
 
 #include "cli.h"
 #include "strongroom/keyring.h"
+#include "strongroom/vf_pool.h"
 #include "strongroom/vfile.h"
 
 #define BENCH_IO_BYTES (1u << 20) /* one FUSE write/read at max_write */
@@ -211,6 +216,15 @@ static double bench_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CPU seconds (user + system) of the whole process, every thread. */
+static double bench_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int bench_dcmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -244,6 +258,7 @@ struct bench_store {
 	struct kr_keyring *kr;
 	int dir;
 	int level;
+	struct vf_pool *pool; /* --all-cpus: the flush's worker pool, as a mount has */
 };
 
 static void bench_store_close(struct bench_store *bs)
@@ -251,6 +266,8 @@ static void bench_store_close(struct bench_store *bs)
 	if (bs->dir >= 0)
 		close(bs->dir);
 	bs->dir = -1;
+	vf_pool_free(bs->pool);
+	bs->pool = NULL;
 	kr_keyring_free(bs->kr);
 	bs->kr = NULL;
 	if (bs->path[0])
@@ -298,25 +315,34 @@ static int bench_store_open(struct bench_store *bs, const struct bench_opts *o, 
 		cli_err(files, "%s", strerror(errno));
 		return err;
 	}
+	if (o->all_cpus && !(bs->pool = vf_pool_new(0))) {
+		cli_err("bench", "cannot start the worker pool");
+		return -ENOMEM;
+	}
 	return 0;
 }
 
 /* ---- the measurements ---- */
 
 /* Write data through a new engine file, close it; then read it back from a
- * fresh open and compare. wsecs and rsecs get the times, store_bytes the
- * ciphertext file's size. */
+ * fresh open and compare. wsecs and rsecs get the times, wcpu the CPU
+ * seconds of the write (the process, so helper threads count),
+ * store_bytes the ciphertext file's size. */
 static int bench_engine_once(struct bench_store *bs, const uint8_t *data, uint64_t size,
-			     uint8_t *rbuf, double *wsecs, double *rsecs, uint64_t *store_bytes)
+			     uint8_t *rbuf, double *wsecs, double *wcpu, double *rsecs,
+			     uint64_t *store_bytes)
 {
 	struct vf_file *f = NULL;
 	struct stat st;
-	double t0;
+	double t0, c0;
 	int err;
 
 	unlinkat(bs->dir, "bench", 0);
+	c0 = bench_cpu();
 	t0 = bench_now();
 	err = vf_create(bs->kr, bs->dir, "bench", (unsigned)bs->level, S_IFREG | 0600, 0, 0, &f);
+	if (err == 0)
+		vf_set_pool(f, bs->pool);
 	for (uint64_t off = 0; err == 0 && off < size; off += BENCH_IO_BYTES) {
 		size_t n = size - off < BENCH_IO_BYTES ? (size_t)(size - off) : BENCH_IO_BYTES;
 		ssize_t w = vf_write(f, data + off, n, off);
@@ -330,6 +356,7 @@ static int bench_engine_once(struct bench_store *bs, const uint8_t *data, uint64
 		err = err ? err : cerr;
 	}
 	*wsecs = bench_now() - t0;
+	*wcpu = bench_cpu() - c0;
 	if (err)
 		return err;
 	if (fstatat(bs->dir, "bench", &st, 0) != 0)
@@ -446,10 +473,12 @@ out:
 static void bench_row(const struct bench_opts *o, uint32_t chunk, const char *what, const char *data,
 		      double value, const char *unit)
 {
+	int prec = strcmp(unit, "s") == 0 ? 2 : 1; /* CPU seconds per GiB are small */
+
 	if (o->csv)
-		printf("%u,%s,%s,%.1f,%s\n", chunk, what, data, value, unit);
+		printf("%u,%s,%s,%.*f,%s\n", chunk, what, data, prec, value, unit);
 	else
-		printf("  %-34s %-7s %10.1f %s\n", what, data, value, unit);
+		printf("  %-34s %-7s %10.*f %s\n", what, data, prec, value, unit);
 }
 
 static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t *const data[2])
@@ -459,7 +488,8 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 	size_t zcap = ZSTD_compressBound(chunk) * (size_t)((o->size + chunk - 1) / chunk);
 	uint8_t *rbuf = malloc(BENCH_IO_BYTES), *ct = malloc(chunk + 64), *zbuf = malloc(zcap),
 		*dbuf = malloc(chunk);
-	double w[BENCH_RUNS_MAX], r[BENCH_RUNS_MAX], e[BENCH_RUNS_MAX], d[BENCH_RUNS_MAX];
+	double w[BENCH_RUNS_MAX], wc[BENCH_RUNS_MAX], r[BENCH_RUNS_MAX], e[BENCH_RUNS_MAX];
+	double d[BENCH_RUNS_MAX];
 	double zc[BENCH_RUNS_MAX], zd[BENCH_RUNS_MAX];
 	uint64_t store_bytes[2] = {0, 0}, zbytes[2] = {0, 0};
 	int err;
@@ -484,7 +514,7 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 		bool ok = true;
 
 		for (unsigned i = 0; i < o->runs; i++) {
-			err = bench_engine_once(&bs, data[k], o->size, rbuf, &w[i], &r[i],
+			err = bench_engine_once(&bs, data[k], o->size, rbuf, &w[i], &wc[i], &r[i],
 						&store_bytes[k]);
 			if (err) {
 				cli_err("bench", "engine %s run: %s", kinds[k], strerror(-err));
@@ -501,6 +531,8 @@ static int bench_chunk_size(const struct bench_opts *o, uint32_t chunk, uint8_t 
 		}
 		bench_row(o, chunk, "engine write (vf_write + seal)", kinds[k],
 			  bench_mbps(o->size, bench_median(w, o->runs)), "MB/s");
+		bench_row(o, chunk, "engine write CPU per GiB", kinds[k],
+			  bench_median(wc, o->runs) * (double)(1u << 30) / (double)o->size, "s");
 		bench_row(o, chunk, "engine read (vf_read of a fresh open)", kinds[k],
 			  bench_mbps(o->size, bench_median(r, o->runs)), "MB/s");
 		bench_row(o, chunk, "xchacha20poly1305 seal", kinds[k],
@@ -557,7 +589,8 @@ static void bench_usage(FILE *f)
 	      "  --dir DIR         where the temporary store goes (default $TMPDIR or /tmp)\n"
 	      "  --csv             print chunk,workload,data,value,unit lines\n"
 	      "  --quick           --size 32 --runs 1\n"
-	      "  --all-cpus        do not pin to one core (the engine's flush uses two)\n"
+	      "  --all-cpus        do not pin to one core, and encode each flush's chunks on\n"
+	      "                    a pool of the online CPUs (at most 4), as a mount does\n"
 	      "  --emit-csv BYTES  write BYTES of the deterministic CSV records to stdout\n",
 	      f);
 }

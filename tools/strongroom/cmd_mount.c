@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,7 @@ struct mnt_args {
 	struct cli_secret_opts secrets;
 	bool foreground, allow_other, read_only, debug;
 	bool audit_fail_open, audit_syslog, no_audit; /* docs/cli.md "mount" */
+	enum fe_kernel_denials kernel_denials;
 	const char *log_file;
 	char *fuse_opts; /* owned; joined -o values minus what we handle */
 };
@@ -66,7 +68,8 @@ static void mnt_usage(void)
 	cli_err("mount",
 		"usage: strongroom mount STORE MOUNTPOINT [--passphrase-file F | --extpass CMD | "
 		"--recovery-key-file F] [--key-file F] [--foreground] [--allow-other] [--read-only] "
-		"[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] [-o FUSE_OPTS]");
+		"[--log-file F] [--audit-fail-open] [--audit-syslog] [--no-audit] "
+		"[--audit-kernel-denials | --no-audit-kernel-denials] [-o FUSE_OPTS]");
 }
 
 /* Append one -o list, taking out what has a flag of its own. */
@@ -133,6 +136,10 @@ static int mnt_args_parse(int argc, char **argv, struct mnt_args *a)
 			a->audit_syslog = true;
 		} else if (strcmp(s, "--no-audit") == 0) {
 			a->no_audit = true;
+		} else if (strcmp(s, "--audit-kernel-denials") == 0) {
+			a->kernel_denials = FE_KDENIALS_ON;
+		} else if (strcmp(s, "--no-audit-kernel-denials") == 0) {
+			a->kernel_denials = FE_KDENIALS_OFF;
 		} else if (strcmp(s, "--log-file") == 0 || strncmp(s, "--log-file=", 11) == 0) {
 			if (s[10] == '=') {
 				a->log_file = s + 11;
@@ -408,6 +415,12 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	char log_path[PATH_MAX] = "";
 	int lock_fd = -1, log_fd = -1, rc, err;
 
+	/* One malloc arena for the whole driver, set before any thread starts:
+	 * with one per thread (request threads come and go, encode workers
+	 * hand buffers back and forth) freed memory is spread over arenas
+	 * that never give it back, and the driver's RSS kept growing with the
+	 * bytes written (docs/performance.md, change 13). */
+	mallopt(M_ARENA_MAX, 1);
 	rc = cli_unlock(a->store, &a->secrets, &kr);
 	if (rc != EXIT_OK)
 		goto out;
@@ -494,6 +507,7 @@ static int mnt_drive(struct mnt_args *a, int ready_fd)
 	fo.allow_other = a->allow_other;
 	fo.read_only = a->read_only;
 	fo.debug = a->debug;
+	fo.kernel_denials = a->kernel_denials;
 	fo.ready_fd = ready_fd;
 	fo.log_fd = log_fd;
 	ready_fd = -1; /* fe_run closes it */

@@ -29,6 +29,11 @@
 
 #include "cli.h"
 #include "strongroom/admin.h"
+#include "strongroom/frontend.h"
+
+/* An online rotation waits this long for each answer of the driver (its
+ * unlock, then each step, the largest file's copy included). */
+#define ROTATE_ONLINE_TIMEOUT_SEC 3600
 
 #define ROTATE_PROGRESS_NS 200000000LL
 
@@ -45,9 +50,14 @@ static void rotate_help(void)
 	      "  Generates a new random key for LEVEL, re-encrypts every folder metadata,\n"
 	      "  name and file of that level under it, then destroys the old key. Every\n"
 	      "  keyslot that holds the level opens the new key (no passphrase changes).\n"
-	      "  The store must not be mounted. Interrupted (a crash, Ctrl-C, a full\n"
-	      "  disk), run it again: it resumes and no file is lost; until it finishes,\n"
-	      "  mounts of the store are refused. Progress is shown on a terminal.\n"
+	      "  On a store mounted for writing, the rotation runs in the mount's driver\n"
+	      "  (the secret goes to it over its control channel, as for unlock): open\n"
+	      "  files stay open, and every operation on the vault waits until it is\n"
+	      "  done. Read-only mounts of the store must be unmounted first.\n"
+	      "  Interrupted (a crash, Ctrl-C of an offline run, a full disk), run it\n"
+	      "  again on the unmounted store: it resumes and no file is lost; until it\n"
+	      "  finishes, mounts of the store are refused. Progress is shown on a\n"
+	      "  terminal.\n"
 	      "  Hard links stay hard links; each run is recorded in the audit trail.\n"
 	      "\n"
 	      "  Objects of other levels are not touched. A copy of the store made before\n"
@@ -79,8 +89,71 @@ static void rotate_progress(const struct vault_rotate_stats *st, long long start
 		fprintf(stderr, ", ETA %.0f s", secs / frac - secs);
 }
 
+/* The mount point of the writable mount of store (canonical), if any. */
+struct rotate_find {
+	const char *store;
+	char mp[PATH_MAX];
+};
+
+static int rotate_find_writer(const struct fe_mount *m, void *arg)
+{
+	struct rotate_find *f = arg;
+
+	if (m->read_only || strcmp(m->source, f->store) != 0)
+		return 0;
+	snprintf(f->mp, sizeof(f->mp), "%s", m->mountpoint);
+	return 1;
+}
+
+struct rotate_online_progress {
+	bool tty, drew;
+	long long start;
+};
+
+/* "FILES DIRS NAMES BYTES_DONE BYTES_TOTAL" from the driver. */
+static void rotate_online_progress(const char *text, void *arg)
+{
+	struct rotate_online_progress *p = arg;
+	struct vault_rotate_stats st = {0};
+	unsigned long long v[5];
+
+	if (!p->tty || sscanf(text, "%llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+			      &v[4]) != 5)
+		return;
+	st.files = v[0];
+	st.dirs = v[1];
+	st.names = v[2];
+	st.bytes_done = v[3];
+	st.bytes_total = v[4];
+	rotate_progress(&st, p->start);
+	p->drew = true;
+}
+
+/* The rotation in the driver of the writable mount at mp. */
+static int rotate_online(const char *store, const char *mp, const char *lname,
+			 const struct cli_secret_opts *so)
+{
+	struct rotate_online_progress p = {isatty(STDERR_FILENO), false, rotate_now_ns()};
+	char verb[KR_LEVEL_NAME_MAX + 16];
+	int rc;
+
+	if (strchr(lname, ' ') || strlen(lname) > KR_LEVEL_NAME_MAX) {
+		cli_err(lname, "no such level in %s", store);
+		return EXIT_USAGE;
+	}
+	fprintf(stderr, "strongroom: %s is mounted at %s: rotating there\n", store, mp);
+	snprintf(verb, sizeof(verb), "rotate %s", lname);
+	rc = cli_ctl_secret_request(store, mp, verb, so, rotate_online_progress, &p,
+				    ROTATE_ONLINE_TIMEOUT_SEC);
+	if (p.drew)
+		fputs("\r\033[K", stderr);
+	return rc;
+}
+
 int cmd_rotate(int argc, char **argv)
 {
+	struct rotate_find find = {0};
+	char canon[PATH_MAX];
 	struct cli_secret_opts so = {0};
 	struct kr_keyring *kr = NULL, *knew = NULL;
 	struct vault_rotate *rt = NULL;
@@ -119,6 +192,11 @@ int cmd_rotate(int argc, char **argv)
 	if (!store || !lname) {
 		cli_err("rotate", "usage: strongroom rotate STORE LEVEL [SECRET]");
 		return EXIT_USAGE;
+	}
+	if (realpath(store, canon)) {
+		find.store = canon;
+		if (fe_mount_each(rotate_find_writer, &find) == 1)
+			return rotate_online(store, find.mp, lname, &so);
 	}
 	rc = cli_unlock(store, &so, &kr);
 	if (rc != EXIT_OK)

@@ -57,15 +57,15 @@ static int wt_mountpoint(const char *arg, char canon[PATH_MAX])
 }
 
 /* Send req (and a secret) to the driver of mp; print its answer. */
-static int wt_send(const char *arg, const char *mp, const char *req, const char *secret, size_t len,
-		   bool quiet)
+static int wt_send_progress(const char *arg, const char *mp, const char *req, const char *secret,
+			    size_t len, ctl_progress_fn on_progress, void *parg, int timeout_sec)
 {
 	char reply[CTL_REPLY_MAX];
-	int r = ctl_request(mp, req, secret, len, reply, sizeof(reply), WT_TIMEOUT_SEC);
+	int r = ctl_request_progress(mp, req, secret, len, on_progress, parg, reply, sizeof(reply),
+				     timeout_sec);
 
 	if (r == 0) {
-		if (!quiet)
-			printf("%s\n", reply[2] == ' ' ? reply + 3 : reply);
+		printf("%s\n", reply[2] == ' ' ? reply + 3 : reply);
 		return EXIT_OK;
 	}
 	if (r == -ENOENT || r == -ECONNREFUSED || r == -ECONNRESET || r == -EAGAIN) {
@@ -78,6 +78,11 @@ static int wt_send(const char *arg, const char *mp, const char *req, const char 
 	}
 	cli_err(arg, "%s", reply[0] ? reply : strerror(-r));
 	return r == -EKEYREJECTED ? EXIT_BADSECRET : EXIT_FAIL;
+}
+
+static int wt_send(const char *arg, const char *mp, const char *req)
+{
+	return wt_send_progress(arg, mp, req, NULL, 0, NULL, NULL, WT_TIMEOUT_SEC);
 }
 
 static int wt_user(const char *name, uid_t *uid)
@@ -120,7 +125,7 @@ static int wt_freeze(int argc, char **argv, bool on)
 	if (rc != EXIT_OK)
 		return rc;
 	snprintf(req, sizeof(req), "%s %u", on ? "freeze" : "unfreeze", (unsigned)uid);
-	return wt_send(argv[1], mp, req, NULL, 0, false);
+	return wt_send(argv[1], mp, req);
 }
 
 int cmd_freeze(int argc, char **argv)
@@ -162,32 +167,43 @@ int cmd_lock(int argc, char **argv)
 	if (rc != EXIT_OK)
 		return rc;
 	snprintf(req, sizeof(req), "lock %s", level);
-	return wt_send(arg, mp, req, NULL, 0, false);
+	return wt_send(arg, mp, req);
 }
 
-/* A passphrase with a key file goes to the driver as one payload, the
- * passphrase first ("unlock passphrase+keyfile:N", N its length), both in
- * sodium_malloc'd memory and wiped after sending. */
-static int wt_unlock_keyfile(const char *arg, const char *mp, const struct cli_secret_opts *so)
+/* verb ("unlock", "rotate LEVEL") with the secret of so, to the driver of
+ * mp: "VERB passphrase", "VERB recovery", or for a passphrase with a key
+ * file one payload, the passphrase first ("VERB passphrase+keyfile:N", N
+ * its length), in sodium_malloc'd memory wiped after sending. */
+int cli_ctl_secret_request(const char *arg, const char *mp, const char *verb,
+			   const struct cli_secret_opts *so, ctl_progress_fn on_progress, void *parg,
+			   int timeout_sec)
 {
 	struct cli_keyfile kf = {0};
 	struct cli_secret s = {0};
 	unsigned char *payload = NULL;
 	size_t n = 0;
-	char req[64];
+	char req[128];
 	int rc;
 
-	rc = cli_keyfile_read(so->key_file, &kf);
-	if (rc != EXIT_OK)
-		return rc;
+	if (so->key_file && !so->recovery_key_file) {
+		rc = cli_keyfile_read(so->key_file, &kf);
+		if (rc != EXIT_OK)
+			return rc;
+	}
 	rc = cli_secret_read(arg, so, false, &s);
 	if (rc != EXIT_OK)
 		goto out;
+	if (!kf.bytes) {
+		snprintf(req, sizeof(req), "%s %s", verb,
+			 s.kind == KR_SECRET_RECOVERY ? "recovery" : "passphrase");
+		rc = wt_send_progress(arg, mp, req, s.bytes, s.len, on_progress, parg, timeout_sec);
+		goto out;
+	}
 	n = s.len + kf.len;
 	if (n + sizeof req >= CTL_REQUEST_MAX) {
 		cli_err(so->key_file,
-			"key file too large to send to a running driver (strongroom unlock "
-			"takes key files up to %zu bytes)",
+			"key file too large to send to a running driver (it takes key files up "
+			"to %zu bytes)",
 			(size_t)CTL_REQUEST_MAX - sizeof req - s.len - 1);
 		rc = EXIT_SECRETSRC;
 		goto out;
@@ -200,8 +216,9 @@ static int wt_unlock_keyfile(const char *arg, const char *mp, const struct cli_s
 	}
 	memcpy(payload, s.bytes, s.len);
 	memcpy(payload + s.len, kf.bytes, kf.len);
-	snprintf(req, sizeof(req), "unlock passphrase+keyfile:%zu", s.len);
-	rc = wt_send(arg, mp, req, (const char *)payload, n, false);
+	snprintf(req, sizeof(req), "%s passphrase+keyfile:%zu", verb, s.len);
+	rc = wt_send_progress(arg, mp, req, (const char *)payload, n, on_progress, parg,
+			      timeout_sec);
 out:
 	if (payload) {
 		sodium_memzero(payload, n);
@@ -336,7 +353,6 @@ out:
 int cmd_unlock(int argc, char **argv)
 {
 	struct cli_secret_opts so = {0};
-	struct cli_secret s = {0};
 	const char *arg = NULL;
 	char mp[PATH_MAX];
 	bool reset = false;
@@ -380,14 +396,5 @@ int cmd_unlock(int argc, char **argv)
 	rc = wt_mountpoint(arg, mp);
 	if (rc != EXIT_OK)
 		return rc;
-	if (so.key_file && !so.recovery_key_file)
-		return wt_unlock_keyfile(arg, mp, &so);
-	rc = cli_secret_read(arg, &so, false, &s);
-	if (rc != EXIT_OK)
-		return rc;
-	rc =
-	    wt_send(arg, mp, s.kind == KR_SECRET_RECOVERY ? "unlock recovery" : "unlock passphrase",
-		    s.bytes, s.len, false);
-	cli_secret_free(&s);
-	return rc;
+	return cli_ctl_secret_request(arg, mp, "unlock", &so, NULL, NULL, WT_TIMEOUT_SEC);
 }

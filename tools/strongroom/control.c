@@ -37,11 +37,13 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "control.h"
+#include "strongroom/admin.h"
 #include "strongroom/frontend.h"
 #include "strongroom/watch.h"
 
@@ -91,7 +93,7 @@ static void ctl_reply(int fd, const char *text)
 
 static void ctl_reply_err(int fd, int err, const char *text)
 {
-	char buf[512];
+	char buf[PATH_MAX + 1024];
 
 	snprintf(buf, sizeof(buf), "err %d %s\n", -err, text ? text : strerror(-err));
 	ctl_reply(fd, buf);
@@ -140,53 +142,76 @@ static void ctl_status(struct ctl_server *s, int fd)
 	ctl_reply(fd, buf);
 }
 
+/* The secret of an unlock or rotate request: kind is "passphrase",
+ * "passphrase+keyfile:N" (the first N bytes the passphrase, the rest the
+ * key file) or "recovery". @return 0 and *ks pointing into secret, or
+ * -EINVAL after wiping it and replying why. */
+static int ctl_secret(int fd, const char *kind, char *secret, size_t len, struct kr_secret *ks)
+{
+	memset(ks, 0, sizeof(*ks));
+	if (strcmp(kind, "passphrase") == 0) {
+		ks->kind = KR_SECRET_PASSPHRASE;
+	} else if (strncmp(kind, "passphrase+keyfile:", 19) == 0) {
+		char *end;
+		unsigned long n = strtoul(kind + 19, &end, 10);
+
+		if (*end || n == 0 || n >= len) {
+			sodium_memzero(secret, len);
+			ctl_reply_err(fd, -EINVAL, "malformed key file request");
+			return -EINVAL;
+		}
+		ks->kind = KR_SECRET_PASSPHRASE;
+		ks->keyfile = (const unsigned char *)secret + n;
+		ks->keyfile_len = len - n;
+		len = n;
+	} else if (strcmp(kind, "recovery") == 0) {
+		ks->kind = KR_SECRET_RECOVERY;
+	} else {
+		sodium_memzero(secret, len);
+		ctl_reply_err(fd, -EINVAL, "unknown kind of secret");
+		return -EINVAL;
+	}
+	ks->bytes = secret;
+	ks->len = len;
+	return 0;
+}
+
+/* Unlock the store with the request's secret (wiped here, invariant 2).
+ * @return 0 and *out owned, or -errno after replying why. */
+static int ctl_store_unlock(struct ctl_server *s, int fd, const char *kind, char *secret,
+			    size_t len, struct kr_keyring **out)
+{
+	struct kr_secret ks;
+	int r = ctl_secret(fd, kind, secret, len, &ks);
+
+	*out = NULL;
+	if (r < 0)
+		return r;
+	r = kr_vault_unlock(s->store, &ks, out);
+	sodium_memzero(secret, len);
+	if (r == -EKEYREJECTED)
+		ctl_reply_err(fd, r, "no keyslot accepts this secret");
+	else if (r < 0)
+		ctl_reply_err(fd, r, NULL);
+	return r;
+}
+
 static void ctl_unlock(struct ctl_server *s, int fd, const struct vault_caller *c, char *kind,
 		       char *secret, size_t len)
 {
 	struct kr_keyring *from = NULL;
-	struct kr_secret ks = {0};
 	struct vault_watch_status st;
 	char msg[256];
 	int r;
 
 	vault_watch_status(s->v, &st);
 	if (!st.locked) {
+		sodium_memzero(secret, len);
 		ctl_reply_err(fd, -EALREADY, "no level is locked");
 		return;
 	}
-	if (strcmp(kind, "passphrase") == 0)
-		ks.kind = KR_SECRET_PASSPHRASE;
-	else if (strncmp(kind, "passphrase+keyfile:", 19) == 0) {
-		/* The first N bytes are the passphrase, the rest the key file. */
-		char *end;
-		unsigned long n = strtoul(kind + 19, &end, 10);
-		if (*end || n == 0 || n >= len) {
-			sodium_memzero(secret, len);
-			ctl_reply_err(fd, -EINVAL, "malformed key file request");
-			return;
-		}
-		ks.kind = KR_SECRET_PASSPHRASE;
-		ks.keyfile = (const unsigned char *)secret + n;
-		ks.keyfile_len = len - n;
-		len = n;
-	} else if (strcmp(kind, "recovery") == 0)
-		ks.kind = KR_SECRET_RECOVERY;
-	else {
-		ctl_reply_err(fd, -EINVAL, "unknown kind of secret");
+	if (ctl_store_unlock(s, fd, kind, secret, len, &from) < 0)
 		return;
-	}
-	ks.bytes = secret;
-	ks.len = len;
-	r = kr_vault_unlock(s->store, &ks, &from);
-	sodium_memzero(secret, len + ks.keyfile_len);
-	if (r == -EKEYREJECTED) {
-		ctl_reply_err(fd, r, "no keyslot accepts this secret");
-		return;
-	}
-	if (r < 0) {
-		ctl_reply_err(fd, r, NULL);
-		return;
-	}
 	r = vault_level_unlock(s->v, s->kr, from, c);
 	kr_keyring_free(from);
 	if (r == 0)
@@ -197,6 +222,89 @@ static void ctl_unlock(struct ctl_server *s, int fd, const struct vault_caller *
 		snprintf(msg, sizeof(msg), "ok %d level%s unlocked\n", r, r == 1 ? "" : "s");
 		ctl_reply(fd, msg);
 	}
+}
+
+/* rotate LEVEL KIND + secret: the rotation of a level while mounted
+ * (watch.h). Progress lines go out between steps, at most five a second;
+ * a client that went away does not stop the rotation. */
+static void ctl_rotate(struct ctl_server *s, int fd, const struct vault_caller *c, char *arg,
+		       char *secret, size_t len)
+{
+	struct kr_keyring *full = NULL;
+	struct vault_live_rotate *lr = NULL;
+	const struct vault_rotate_stats *st;
+	char *kind = arg ? strchr(arg, ' ') : NULL, msg[PATH_MAX + 512];
+	struct timespec last = {0}, now;
+	int level, r;
+
+	if (kind)
+		*kind++ = '\0';
+	level = arg ? kr_level_index(s->kr, arg) : -EINVAL;
+	if (level < 0 || !kind) {
+		sodium_memzero(secret, len);
+		ctl_reply_err(fd, -EINVAL, level < 0 ? "unknown level" : "malformed request");
+		return;
+	}
+	if (ctl_store_unlock(s, fd, kind, secret, len, &full) < 0)
+		return;
+	r = vault_live_rotate_begin(s->v, s->kr, full, s->store, (unsigned)level, c, &lr);
+	if (r < 0) {
+		kr_keyring_free(full);
+		ctl_reply_err(fd, r,
+			      r == -EBUSY	? "a read-only mount of this store is running: "
+						  "unmount it first"
+			      : r == -EALREADY	? "the rotation of another level is unfinished: "
+						  "unmount the store and run strongroom rotate"
+			      : r == -ENOKEY	? "neither this mount nor this secret may hold the "
+						  "level, or it is locked (strongroom unlock first)"
+			      : r == -EROFS	? "this is a read-only mount; rotate on the writer"
+						: NULL);
+		return;
+	}
+	/* The unlock may have taken longer than a send timeout: from now on
+	 * a client that stops reading only loses its progress lines. */
+	while ((r = vault_live_rotate_step(lr)) > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - last.tv_sec) * 1000000000LL + (now.tv_nsec - last.tv_nsec) <
+		    200000000LL)
+			continue;
+		last = now;
+		st = vault_live_rotate_stats(lr);
+		snprintf(msg, sizeof(msg), "progress %llu %llu %llu %llu %llu\n",
+			 (unsigned long long)st->files, (unsigned long long)st->dirs,
+			 (unsigned long long)st->names, (unsigned long long)st->bytes_done,
+			 (unsigned long long)st->bytes_total);
+		ctl_reply(fd, msg);
+	}
+	st = vault_live_rotate_stats(lr);
+	snprintf(msg, sizeof(msg),
+		 "ok level %s rotated to key generation %u while mounted: %llu files, %llu "
+		 "folders, %llu names re-encrypted (%llu already done before); the old key is "
+		 "destroyed\n",
+		 arg, vault_live_rotate_generation(lr), (unsigned long long)st->files,
+		 (unsigned long long)st->dirs, (unsigned long long)st->names,
+		 (unsigned long long)st->done);
+	if (r < 0) {
+		char where[PATH_MAX];
+
+		snprintf(where, sizeof(where), "%s", vault_live_rotate_where(lr));
+		(void)vault_live_rotate_end(lr, r);
+		snprintf(msg, sizeof(msg),
+			 "%s%s%s; the rotation stopped: unmount the store and run strongroom "
+			 "rotate to finish it%s",
+			 where, where[0] ? ": " : "", strerror(-r),
+			 r == -EBADMSG ? " (after strongroom fsck --repair)" : "");
+		ctl_reply_err(fd, r, msg);
+	} else if ((r = vault_live_rotate_end(lr, 0)) < 0) {
+		snprintf(msg, sizeof(msg),
+			 "finishing the rotation: %s; unmount the store and run strongroom "
+			 "rotate to finish it",
+			 strerror(-r));
+		ctl_reply_err(fd, r, msg);
+	} else {
+		ctl_reply(fd, msg);
+	}
+	kr_keyring_free(full);
 }
 
 static bool ctl_uid_parse(const char *s, uid_t *uid)
@@ -308,6 +416,8 @@ static void ctl_handle(struct ctl_server *s, int fd)
 		}
 	} else if (strcmp(buf, "unlock") == 0) {
 		ctl_unlock(s, fd, &c, arg ? arg : (char *)"", nl + 1, len - (size_t)(nl + 1 - buf));
+	} else if (strcmp(buf, "rotate") == 0) {
+		ctl_rotate(s, fd, &c, arg, nl + 1, len - (size_t)(nl + 1 - buf));
 	} else {
 		ctl_reply_err(fd, -EINVAL, "unknown request");
 	}
@@ -442,8 +552,24 @@ static int ctl_connect(const char *mountpoint)
 	return r;
 }
 
-int ctl_request(const char *mountpoint, const char *req, const char *secret, size_t len,
-		char *reply, size_t cap, int timeout_sec)
+/* Hand every complete "progress " line at the start of buf[0..*got) to
+ * on_progress and drop it from buf. */
+static void ctl_progress_lines(char *buf, size_t *got, ctl_progress_fn on_progress, void *arg)
+{
+	char *nl;
+
+	while (*got > 9 && strncmp(buf, "progress ", 9) == 0 && (nl = memchr(buf, '\n', *got))) {
+		*nl = '\0';
+		if (on_progress)
+			on_progress(buf + 9, arg);
+		*got -= (size_t)(nl + 1 - buf);
+		memmove(buf, nl + 1, *got);
+	}
+}
+
+int ctl_request_progress(const char *mountpoint, const char *req, const char *secret, size_t len,
+			 ctl_progress_fn on_progress, void *arg, char *reply, size_t cap,
+			 int timeout_sec)
 {
 	struct timeval tv = {timeout_sec, 0};
 	size_t got = 0;
@@ -474,6 +600,7 @@ int ctl_request(const char *mountpoint, const char *req, const char *secret, siz
 		if (n <= 0)
 			break;
 		got += (size_t)n;
+		ctl_progress_lines(reply, &got, on_progress, arg);
 	}
 	reply[got] = '\0';
 	if (strncmp(reply, "ok", 2) == 0) {
@@ -495,4 +622,11 @@ int ctl_request(const char *mountpoint, const char *req, const char *secret, siz
 out:
 	close(fd);
 	return r;
+}
+
+int ctl_request(const char *mountpoint, const char *req, const char *secret, size_t len,
+		char *reply, size_t cap, int timeout_sec)
+{
+	return ctl_request_progress(mountpoint, req, secret, len, NULL, NULL, reply, cap,
+				    timeout_sec);
 }

@@ -1,5 +1,5 @@
 /* control.h - the control channel between the command line and a running
- * driver (freeze, unfreeze, lock, unlock, status).
+ * driver (freeze, unfreeze, lock, unlock, rotate, status).
  *
  * The driver listens on a Unix socket in its runtime directory
  * (FE_RUNTIME_DIR for root), named after its mount point. Anyone may
@@ -37,5 +37,12 @@ void ctl_server_stop(struct ctl_server *s);
  * no driver listening, -EAGAIN: no answer in timeout_sec). */
 int ctl_request(const char *mountpoint, const char *req, const char *secret, size_t len,
 		char *reply, size_t cap, int timeout_sec);
+/* The same for a request that reports progress (rotate): each line
+ * "progress TEXT" before the reply goes to on_progress (TEXT, arg) instead
+ * of into reply; timeout_sec bounds the wait for each piece, not the whole. */
+typedef void (*ctl_progress_fn)(const char *text, void *arg);
+int ctl_request_progress(const char *mountpoint, const char *req, const char *secret, size_t len,
+			 ctl_progress_fn on_progress, void *arg, char *reply, size_t cap,
+			 int timeout_sec);
 
 #endif
