@@ -65,6 +65,7 @@ struct vault_live_rotate {
 	uint32_t gen;
 	int readers_fd;
 	bool quiet; /* nothing to walk: the rotation only had steps 4-5 left */
+	bool started; /* its start or resume is in the trail */
 	bool quiesced;
 	struct vault_rotate *rt;
 	struct live_reopen *re;
@@ -257,27 +258,26 @@ int vault_live_rotate_begin(struct vault *v, struct kr_keyring *kr, struct kr_ke
 	}
 	if (r < 0)
 		goto fail;
+	lr->started = true;
 	lr->gen = sgen;
 	/* Step 2. */
 	r = kr_rotate_begin(store, full, level);
 	if (r == 0)
 		r = kr_keyring_next(full, level, &lr->knew);
 	if (r < 0)
-		goto stopped;
+		goto fail;
 	/* Step 3 starts: invariant 1. */
 	r = vault_watch_quiesce(v, level);
 	if (r < 0)
-		goto stopped;
+		goto fail;
 	lr->quiesced = true;
 	r = vault_watch_seal_level(v, level);
 	if (r == 0)
 		r = vault_rotate_open(store, full, lr->knew, level, &lr->rt);
 	if (r < 0)
-		goto stopped;
+		goto fail;
 	*out = lr;
 	return 0;
-stopped:
-	(void)live_record(lr, "stopped at the start: %s; resumes when run again", strerror(-r));
 fail:
 	vault_live_rotate_end(lr, r);
 	return r;
@@ -378,19 +378,22 @@ int vault_live_rotate_end(struct vault_live_rotate *lr, int err)
 
 	if (!lr)
 		return err;
-	if (err == 0 && (lr->quiet || lr->rt)) {
+	if (err == 0 && (lr->quiet || lr->rt))
 		r = live_finish(lr);
-		if (r < 0)
-			(void)live_record(lr, "stopped at the end: %s; resumes when run again",
-					  strerror(-r));
-	} else if (err < 0 && lr->rt) {
-		(void)live_record(lr, "stopped at %s: %s; resumes when run again (offline)",
-				  vault_rotate_where(lr->rt)[0] ? vault_rotate_where(lr->rt)
-								: "the start",
-				  strerror(-err));
-	}
-	if (lr->quiesced)
+	/* Records only with every operation going again: writing one may
+	 * raise an alert, whose action may need the watch layer's locks. */
+	if (lr->quiesced) {
 		vault_watch_resume(lr->v);
+		lr->quiesced = false;
+	}
+	if (err == 0 && r < 0)
+		(void)live_record(lr, "stopped at the end: %s; resumes when run again (offline)",
+				  strerror(-r));
+	else if (err < 0 && lr->started)
+		(void)live_record(lr, "stopped at %s: %s; resumes when run again (offline)",
+				  lr->rt && vault_rotate_where(lr->rt)[0] ? vault_rotate_where(lr->rt)
+									  : "the start",
+				  strerror(-err));
 	if (r < 0 && lr->rt)
 		(void)vault_watch_lock_now(lr->v, lr->kr, lr->level, lr->by,
 					   " (the online rotation stopped: unmount the store "
