@@ -229,7 +229,8 @@ static bool audit_is_integrity(int r)
 	return r == -EBADMSG || r == -EUCLEAN;
 }
 
-/* An event by a path caller; user and process resolved here. */
+/* An event by a path caller; user and process (unless the caller knows
+ * it) resolved here. */
 static int audit_emit_caller(struct vault *v, const struct vault_caller *c, struct audit_event *ev)
 {
 	char user[AUDIT_NAME_MAX + 1], proc[AUDIT_NAME_MAX + 1];
@@ -239,9 +240,11 @@ static int audit_emit_caller(struct vault *v, const struct vault_caller *c, stru
 	ev->gid = c ? (uint32_t)c->gid : 0;
 	ev->pid = c ? (uint32_t)c->pid : 0;
 	audit_user_name(v->audit, ev->uid, user);
-	audit_process_name(ev->pid, proc);
 	ev->user = user;
-	ev->process = proc;
+	if (!ev->process) {
+		audit_process_name(ev->pid, proc);
+		ev->process = proc;
+	}
 	r = audit_emit(v, ev);
 	ev->user = ev->process = NULL; /* they point into this frame */
 	return r;
@@ -477,7 +480,7 @@ void vault_audit_denied(struct vault *v, const struct vault_caller *c, const cha
 int vault_audit_kernel_denial(struct vault *v, const struct vault_caller *c, const char *process,
 			      const char *path, const char *what, int err)
 {
-	char detail[VAULT_AUDIT_DETAIL_BYTES], user[AUDIT_NAME_MAX + 1];
+	char detail[VAULT_AUDIT_DETAIL_BYTES];
 	struct audit_event ev = { 0 };
 
 	if (!v->audit)
@@ -487,15 +490,10 @@ int vault_audit_kernel_denial(struct vault *v, const struct vault_caller *c, con
 	ev.path = path;
 	ev.outcome = err;
 	ev.detail = detail;
-	ev.uid = (uint32_t)c->uid;
-	ev.gid = (uint32_t)c->gid;
-	ev.pid = (uint32_t)c->pid;
 	/* The process is usually gone by now: its name comes with the
 	 * kernel's record. */
-	audit_user_name(v->audit, ev.uid, user);
-	ev.user = user;
 	ev.process = process;
-	return audit_emit(v, &ev);
+	return audit_emit_caller(v, c, &ev);
 }
 
 /* ---- handles ---- */
